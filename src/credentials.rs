@@ -1,0 +1,353 @@
+//! API credentials: one `app_id`/`app_key` pair per remote API, read from the environment.
+//!
+//! The variable names are the original sidecar's (`SIS_CLASSES_ID`, `SIS_CLASSES_KEY`, ...,
+//! see [`Api::credential_vars`]). A variable `NAME_FILE` holding a path wins over `NAME`, so
+//! a Kubernetes secret can be mounted as a file instead of being put into the environment.
+//!
+//! Invariants: a value is trimmed and never empty; every missing or unreadable variable of
+//! every requested API is reported at once, so an operator fixes them in one go; no key
+//! ever appears in a message or in `Debug` output (a file's content is never quoted either).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::source::Api;
+
+/// The credential pairs of the APIs a run needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pairs: BTreeMap<Api, Pair>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Pair {
+    id: String,
+    key: String,
+}
+
+/// The credentials a run needs but could not get. Reported as a configuration error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingCredentials {
+    /// Every variable without a usable value, in API order, id before key.
+    pub missing: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Problem {
+    api: Api,
+    var: &'static str,
+    reason: Reason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reason {
+    /// Neither `NAME` nor `NAME_FILE` gave a non-empty value.
+    Unset,
+    /// `NAME_FILE` names a file that holds only white space.
+    EmptyFile(PathBuf),
+    /// `NAME_FILE` names a file that cannot be read (the I/O error, never the content).
+    Unreadable(PathBuf, String),
+    /// The value holds a control character (a pasted line break, say) or is not UTF-8;
+    /// neither can go into an HTTP header.
+    Unusable { from_file: bool },
+}
+
+impl Credentials {
+    /// Reads the credentials of `apis` from the process environment.
+    pub fn from_env(apis: &[Api]) -> Result<Credentials, MissingCredentials> {
+        // A value that is not UTF-8 keeps a replacement character, which `read_var`
+        // rejects, so it is reported as unusable rather than as unset.
+        Self::from_lookup(apis, |name| {
+            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+        })
+    }
+
+    /// Reads the credentials of `apis` through `lookup`, which stands for the environment.
+    pub(crate) fn from_lookup(
+        apis: &[Api],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, MissingCredentials> {
+        let mut pairs = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut apis = apis.to_vec();
+        apis.sort();
+        apis.dedup();
+        for api in apis {
+            let (id_var, key_var) = api.credential_vars();
+            let id = read_var(id_var, &lookup);
+            let key = read_var(key_var, &lookup);
+            match (id, key) {
+                (Ok(id), Ok(key)) => {
+                    pairs.insert(api, Pair { id, key });
+                }
+                (id, key) => {
+                    for (var, result) in [(id_var, id), (key_var, key)] {
+                        if let Err(reason) = result {
+                            problems.push(Problem { api, var, reason });
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Credentials { pairs })
+        } else {
+            Err(MissingCredentials {
+                missing: problems.iter().map(|p| p.var.to_string()).collect(),
+                problems,
+            })
+        }
+    }
+
+    /// The `(app_id, app_key)` pair of `api`, if the run asked for that API.
+    pub fn get(&self, api: Api) -> Option<(&str, &str)> {
+        self.pairs
+            .get(&api)
+            .map(|pair| (pair.id.as_str(), pair.key.as_str()))
+    }
+}
+
+/// The value of `NAME_FILE` (a path; the file's content) or else of `NAME`, trimmed.
+fn read_var(var: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, Reason> {
+    let file_var = format!("{var}_FILE");
+    // An empty `NAME_FILE` is treated as unset: templating often renders absent values so.
+    let path = lookup(&file_var).filter(|path| !path.trim().is_empty());
+    let (value, from_file) = match path {
+        Some(path) => {
+            let path = PathBuf::from(path.trim());
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if text.trim().is_empty() {
+                        return Err(Reason::EmptyFile(path));
+                    }
+                    (text, true)
+                }
+                Err(error) => return Err(Reason::Unreadable(path, error.to_string())),
+            }
+        }
+        None => match lookup(var) {
+            Some(value) if !value.trim().is_empty() => (value, false),
+            _ => return Err(Reason::Unset),
+        },
+    };
+    let value = value.trim();
+    if value
+        .chars()
+        .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+    {
+        return Err(Reason::Unusable { from_file });
+    }
+    Ok(value.to_string())
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The id is no secret and helps an operator see which app is configured.
+        let mut map = f.debug_map();
+        for (api, pair) in &self.pairs {
+            map.entry(
+                &api.name(),
+                &format_args!("app_id {:?}, app_key <redacted>", pair.id),
+            );
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Display for MissingCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "missing credentials for ")?;
+        let mut apis: Vec<Api> = self.problems.iter().map(|p| p.api).collect();
+        apis.dedup();
+        for (i, api) in apis.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{}: ", api.name())?;
+            let problems = self.problems.iter().filter(|p| p.api == *api);
+            for (j, problem) in problems.enumerate() {
+                if j > 0 {
+                    write!(f, ", ")?;
+                }
+                let var = problem.var;
+                match &problem.reason {
+                    Reason::Unset => write!(f, "{var} (set it or {var}_FILE)")?,
+                    Reason::EmptyFile(path) => write!(
+                        f,
+                        "{var} ({var}_FILE names {} which is empty)",
+                        path.display()
+                    )?,
+                    Reason::Unreadable(path, error) => write!(
+                        f,
+                        "{var} ({var}_FILE names {} which cannot be read: {error})",
+                        path.display()
+                    )?,
+                    Reason::Unusable { from_file: true } => write!(
+                        f,
+                        "{var} (the file named by {var}_FILE holds a control character \
+                         or is not UTF-8)"
+                    )?,
+                    Reason::Unusable { from_file: false } => write!(
+                        f,
+                        "{var} (the value holds a control character or is not UTF-8)"
+                    )?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MissingCredentials {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn reads_plain_variables_trimmed() {
+        let credentials = Credentials::from_lookup(
+            &[Api::Hr],
+            lookup(&[("UCB_HR_ID", " hr-id\n"), ("UCB_HR_KEY", "\thr-key-123 \n")]),
+        )
+        .unwrap();
+        assert_eq!(credentials.get(Api::Hr), Some(("hr-id", "hr-key-123")));
+        assert_eq!(credentials.get(Api::Classes), None);
+    }
+
+    #[test]
+    fn file_variable_wins_and_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "  key-from-file\n\n").unwrap();
+        let credentials = Credentials::from_lookup(
+            &[Api::Classes],
+            lookup(&[
+                ("SIS_CLASSES_ID", "id"),
+                ("SIS_CLASSES_KEY", "key-from-env"),
+                ("SIS_CLASSES_KEY_FILE", path.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(credentials.get(Api::Classes), Some(("id", "key-from-file")));
+    }
+
+    #[test]
+    fn empty_file_variable_falls_back_to_the_plain_one() {
+        let credentials = Credentials::from_lookup(
+            &[Api::Classes],
+            lookup(&[
+                ("SIS_CLASSES_ID", "id"),
+                ("SIS_CLASSES_KEY", "key"),
+                ("SIS_CLASSES_KEY_FILE", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(credentials.get(Api::Classes), Some(("id", "key")));
+    }
+
+    #[test]
+    fn every_missing_variable_is_listed() {
+        let error = Credentials::from_lookup(
+            &Api::ALL,
+            lookup(&[
+                ("SIS_CLASSES_ID", "id"),
+                ("SIS_CLASSES_KEY", "   "),
+                ("SIS_STUDENTS_ID", "id"),
+                ("SIS_STUDENTS_KEY", "key"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.missing,
+            [
+                "SIS_CLASSES_KEY",
+                "SIS_ENROLLMENTS_ID",
+                "SIS_ENROLLMENTS_KEY",
+                "UCB_HR_ID",
+                "UCB_HR_KEY"
+            ]
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "missing credentials for SIS Classes API: SIS_CLASSES_KEY \
+                 (set it or SIS_CLASSES_KEY_FILE); SIS Enrollments API: SIS_ENROLLMENTS_ID"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("HR Employees API: UCB_HR_ID (set it or UCB_HR_ID_FILE), UCB_HR_KEY")
+        );
+        assert!(!message.contains("SIS Students API"), "{message}");
+    }
+
+    #[test]
+    fn unreadable_and_empty_files_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let absent = dir.path().join("absent");
+        let error = Credentials::from_lookup(
+            &[Api::Hr],
+            lookup(&[
+                ("UCB_HR_ID_FILE", empty.to_str().unwrap()),
+                ("UCB_HR_KEY", "key-that-is-not-used"),
+                ("UCB_HR_KEY_FILE", absent.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(error.missing, ["UCB_HR_ID", "UCB_HR_KEY"]);
+        let message = error.to_string();
+        assert!(message.contains(&format!(
+            "UCB_HR_ID_FILE names {} which is empty",
+            empty.display()
+        )));
+        assert!(message.contains(&format!(
+            "UCB_HR_KEY_FILE names {} which cannot be read",
+            absent.display()
+        )));
+        assert!(!message.contains("key-that-is-not-used"));
+    }
+
+    #[test]
+    fn unusable_values_are_rejected_without_quoting_them() {
+        let error = Credentials::from_lookup(
+            &[Api::Hr],
+            lookup(&[("UCB_HR_ID", "id"), ("UCB_HR_KEY", "sec\nret")]),
+        )
+        .unwrap_err();
+        assert_eq!(error.missing, ["UCB_HR_KEY"]);
+        assert!(!error.to_string().contains("sec"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let credentials = Credentials::from_lookup(
+            &[Api::Classes, Api::Hr],
+            lookup(&[
+                ("SIS_CLASSES_ID", "classes-id"),
+                ("SIS_CLASSES_KEY", "classes-secret"),
+                ("UCB_HR_ID", "hr-id"),
+                ("UCB_HR_KEY", "hr-secret"),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{credentials:?} {credentials:#?}");
+        assert!(debug.contains("classes-id") && debug.contains("<redacted>"));
+        assert!(!debug.contains("secret"), "{debug}");
+        assert_eq!(credentials.get(Api::Hr), Some(("hr-id", "hr-secret")));
+    }
+}

@@ -1,0 +1,443 @@
+//! Fetching every configured course, with at most `concurrency` requests in flight.
+//!
+//! A coordinator (the calling thread) owns all state and decides what to ask next;
+//! worker threads only send requests and parse answers. Work is shared across courses:
+//! each section's pages and each instructor are fetched once per run, whichever
+//! courses need them, and pages of a section are asked one after another because
+//! page n+1 is only needed when page n was full.
+//!
+//! Invariant: a course either gets both lists complete, or fails as a whole with the
+//! first reason seen; nothing is ever filled in from a failed or partial answer.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::config::Course;
+use crate::roster::{self, Roster};
+use crate::shutdown::Shutdown;
+use crate::source::api::{self, Enrollment, Section};
+use crate::source::{Client, PAGE_SIZE, Request, Transport};
+
+/// Pages read from one section before the course is failed instead of looping on.
+pub const MAX_PAGES: u32 = 100;
+
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    pub concurrency: usize,
+    pub include_waitlisted: bool,
+    pub excluded_roles: BTreeSet<String>,
+}
+
+/// The complete lists of a course.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rosters {
+    pub students: Roster,
+    pub instructors: Roster,
+    /// Counted students without a usable address (left out of `students`).
+    pub no_email: usize,
+}
+
+/// What fetching one course gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Complete(Rosters),
+    /// A one-line reason, naming the API that failed but no person.
+    Failed(String),
+}
+
+/// SIGTERM or SIGINT arrived while fetching.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Interrupted;
+
+/// Fetches every course; the result is in the order of `courses`.
+pub fn fetch_all<T: Transport + 'static>(
+    client: Arc<Client<T>>,
+    courses: &[Course],
+    options: &FetchOptions,
+    shutdown: &Shutdown,
+) -> Result<Vec<Fetched>, Interrupted> {
+    if courses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queue = Arc::new(TaskQueue::default());
+    let (answers, answered) = mpsc::channel();
+    let workers: Vec<_> = (0..options.concurrency.max(1))
+        .map(|n| {
+            let (client, queue, answers) =
+                (Arc::clone(&client), Arc::clone(&queue), answers.clone());
+            std::thread::Builder::new()
+                .name(format!("fetch-{n}"))
+                .spawn(move || {
+                    while let Some(task) = queue.pop() {
+                        let answer = catch_unwind(AssertUnwindSafe(|| task.run(&client)))
+                            .unwrap_or_else(|_| Err("internal error while fetching".to_string()));
+                        if answers.send((task, answer)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a fetch thread")
+        })
+        .collect();
+    drop(answers);
+
+    let mut coordinator = Coordinator::new(courses, options, &queue);
+    for (index, course) in courses.iter().enumerate() {
+        queue.push(Task::Sections(index, request_sections(course)));
+    }
+    while coordinator.unfinished > 0 {
+        match answered.recv_timeout(Duration::from_millis(50)) {
+            Ok((task, answer)) => coordinator.take(task, answer),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => unreachable!("workers outlive the queue"),
+        }
+        if shutdown.requested() {
+            // Workers are left to die with the process: waiting for a request in
+            // flight could outlast the pod's grace period.
+            queue.close();
+            return Err(Interrupted);
+        }
+    }
+    queue.close();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    Ok(coordinator.into_results())
+}
+
+fn request_sections(course: &Course) -> Request {
+    Request::Sections {
+        term_id: course.term_id,
+        class_number: course.class_number.clone(),
+    }
+}
+
+/// A section of a term, the unit whose pages are fetched once per run.
+type SectionKey = (u32, String);
+
+enum Task {
+    Sections(usize, Request),
+    Page(SectionKey, Request),
+    Person(Request),
+}
+
+/// A parsed answer; `Ok(None)` is 404 (or HR's empty `response`).
+enum Answer {
+    Sections(Option<Vec<Section>>),
+    Page(Option<Vec<Enrollment>>),
+    Addresses(Vec<String>),
+}
+
+impl Task {
+    fn request(&self) -> &Request {
+        match self {
+            Task::Sections(_, request) | Task::Page(_, request) | Task::Person(request) => request,
+        }
+    }
+
+    fn run<T: Transport>(&self, client: &Client<T>) -> Result<Answer, String> {
+        let request = self.request();
+        let body = client.fetch(request).map_err(|error| error.to_string())?;
+        let malformed =
+            |reason: String| format!("{}: malformed response: {reason}", request.describe());
+        let Some(body) = body else {
+            return Ok(match request {
+                Request::Sections { .. } => Answer::Sections(None),
+                Request::EnrollmentPage { .. } => Answer::Page(None),
+                Request::Student { .. } | Request::Employee { .. } => Answer::Addresses(Vec::new()),
+            });
+        };
+        Ok(match request {
+            Request::Sections { .. } => {
+                Answer::Sections(Some(api::parse_sections(&body).map_err(malformed)?))
+            }
+            Request::EnrollmentPage { .. } => {
+                Answer::Page(Some(api::parse_enrollment_page(&body).map_err(malformed)?))
+            }
+            Request::Student { .. } => {
+                Answer::Addresses(api::parse_student_addresses(&body).map_err(malformed)?)
+            }
+            Request::Employee { .. } => Answer::Addresses(
+                api::parse_employee_addresses(&body)
+                    .map_err(malformed)?
+                    .unwrap_or_default(),
+            ),
+        })
+    }
+}
+
+/// Tasks waiting for a worker; closing it wakes every worker up to exit.
+#[derive(Default)]
+struct TaskQueue {
+    state: Mutex<(VecDeque<Task>, bool)>,
+    ready: Condvar,
+}
+
+impl TaskQueue {
+    fn push(&self, task: Task) {
+        self.state.lock().expect("queue lock").0.push_back(task);
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Option<Task> {
+        let mut state = self.state.lock().expect("queue lock");
+        loop {
+            if state.1 {
+                return None;
+            }
+            if let Some(task) = state.0.pop_front() {
+                return Some(task);
+            }
+            state = self.ready.wait(state).expect("queue lock");
+        }
+    }
+
+    fn close(&self) {
+        let mut state = self.state.lock().expect("queue lock");
+        state.0.clear();
+        state.1 = true;
+        self.ready.notify_all();
+    }
+}
+
+enum Progress<T> {
+    Pending,
+    Done(T),
+    Failed(String),
+}
+
+struct SectionState {
+    rows: Vec<Enrollment>,
+    progress: Progress<()>,
+    courses: Vec<usize>,
+}
+
+#[derive(Default)]
+struct PersonState {
+    hr: Option<Result<Vec<String>, String>>,
+    student: Option<Result<Vec<String>, String>>,
+    courses: Vec<usize>,
+}
+
+impl PersonState {
+    fn progress(&self) -> Progress<Vec<&str>> {
+        match (&self.hr, &self.student) {
+            (Some(Err(reason)), _) | (_, Some(Err(reason))) => Progress::Failed(reason.clone()),
+            (Some(Ok(hr)), Some(Ok(student))) => {
+                Progress::Done(hr.iter().chain(student).map(String::as_str).collect())
+            }
+            _ => Progress::Pending,
+        }
+    }
+}
+
+#[derive(Default)]
+struct CourseState {
+    sections: Option<Vec<SectionKey>>,
+    uids: BTreeSet<String>,
+    result: Option<Fetched>,
+}
+
+struct Coordinator<'a> {
+    courses: &'a [Course],
+    options: &'a FetchOptions,
+    queue: &'a TaskQueue,
+    state: Vec<CourseState>,
+    sections: BTreeMap<SectionKey, SectionState>,
+    people: BTreeMap<String, PersonState>,
+    unfinished: usize,
+}
+
+impl<'a> Coordinator<'a> {
+    fn new(courses: &'a [Course], options: &'a FetchOptions, queue: &'a TaskQueue) -> Self {
+        Coordinator {
+            courses,
+            options,
+            queue,
+            state: courses.iter().map(|_| CourseState::default()).collect(),
+            sections: BTreeMap::new(),
+            people: BTreeMap::new(),
+            unfinished: courses.len(),
+        }
+    }
+
+    fn take(&mut self, task: Task, answer: Result<Answer, String>) {
+        match (task, answer) {
+            (Task::Sections(course, _), answer) => self.take_sections(course, answer),
+            (Task::Page(key, request), answer) => self.take_page(key, &request, answer),
+            (Task::Person(request), answer) => self.take_person(&request, answer),
+        }
+    }
+
+    fn take_sections(&mut self, course: usize, answer: Result<Answer, String>) {
+        let sections = match answer {
+            Ok(Answer::Sections(Some(sections))) if !sections.is_empty() => sections,
+            Ok(_) => {
+                let describe = request_sections(&self.courses[course]).describe();
+                return self.finish(
+                    course,
+                    Fetched::Failed(format!("class section not found ({describe})")),
+                );
+            }
+            Err(reason) => return self.finish(course, Fetched::Failed(reason)),
+        };
+        let term_id = self.courses[course].term_id;
+        let mut keys = Vec::new();
+        for section in &sections {
+            let key = (term_id, section.id.clone());
+            let state = self.sections.entry(key.clone()).or_insert_with(|| {
+                self.queue
+                    .push(Task::Page(key.clone(), page_request(&key, 1)));
+                SectionState {
+                    rows: Vec::new(),
+                    progress: Progress::Pending,
+                    courses: Vec::new(),
+                }
+            });
+            state.courses.push(course);
+            keys.push(key);
+        }
+        keys.dedup();
+        let uids = roster::instructor_uids(&sections, &self.options.excluded_roles);
+        for uid in &uids {
+            let person = self.people.entry(uid.clone()).or_insert_with(|| {
+                self.queue
+                    .push(Task::Person(Request::Employee { uid: uid.clone() }));
+                self.queue
+                    .push(Task::Person(Request::Student { uid: uid.clone() }));
+                PersonState::default()
+            });
+            person.courses.push(course);
+        }
+        let state = &mut self.state[course];
+        state.sections = Some(keys);
+        state.uids = uids;
+        self.settle(course);
+    }
+
+    fn take_page(&mut self, key: SectionKey, request: &Request, answer: Result<Answer, String>) {
+        let Request::EnrollmentPage { page, .. } = *request else {
+            unreachable!("page tasks carry page requests")
+        };
+        let section = self
+            .sections
+            .get_mut(&key)
+            .expect("sections are registered before their pages");
+        match answer {
+            Ok(Answer::Page(Some(rows))) => {
+                let full = rows.len() >= PAGE_SIZE;
+                section.rows.extend(rows);
+                if !full {
+                    section.progress = Progress::Done(());
+                } else if page >= MAX_PAGES {
+                    section.progress = Progress::Failed(format!(
+                        "{}: still full after {MAX_PAGES} pages; giving up rather than loop",
+                        request.describe()
+                    ));
+                } else {
+                    self.queue
+                        .push(Task::Page(key.clone(), page_request(&key, page + 1)));
+                    return;
+                }
+            }
+            // 404: an empty section on page 1, the end of the roster after it.
+            Ok(_) => section.progress = Progress::Done(()),
+            Err(reason) => section.progress = Progress::Failed(reason),
+        }
+        for course in section.courses.clone() {
+            self.settle(course);
+        }
+    }
+
+    fn take_person(&mut self, request: &Request, answer: Result<Answer, String>) {
+        let addresses = answer.map(|answer| match answer {
+            Answer::Addresses(addresses) => addresses,
+            _ => unreachable!("person tasks answer addresses"),
+        });
+        let (uid, from_hr) = match request {
+            Request::Employee { uid } => (uid, true),
+            Request::Student { uid } => (uid, false),
+            _ => unreachable!("person tasks carry person requests"),
+        };
+        let person = self
+            .people
+            .get_mut(uid)
+            .expect("people are registered before lookups");
+        if from_hr {
+            person.hr = Some(addresses);
+        } else {
+            person.student = Some(addresses);
+        }
+        for course in person.courses.clone() {
+            self.settle(course);
+        }
+    }
+
+    /// Finishes a course once everything it needs has an answer, or anything failed.
+    fn settle(&mut self, course: usize) {
+        let state = &self.state[course];
+        if state.result.is_some() {
+            return;
+        }
+        let Some(keys) = &state.sections else { return };
+        let mut rows = Vec::new();
+        for key in keys {
+            match &self.sections[key].progress {
+                Progress::Pending => return,
+                Progress::Failed(reason) => {
+                    return self.finish(course, Fetched::Failed(reason.clone()));
+                }
+                Progress::Done(()) => rows.push(&self.sections[key].rows),
+            }
+        }
+        let mut addresses = Vec::new();
+        for uid in &state.uids {
+            match self.people[uid].progress() {
+                Progress::Pending => return,
+                Progress::Failed(reason) => return self.finish(course, Fetched::Failed(reason)),
+                Progress::Done(found) => addresses.extend(found),
+            }
+        }
+        let students =
+            roster::students(rows.into_iter().flatten(), self.options.include_waitlisted);
+        let rosters = Rosters {
+            instructors: Roster::from_raw(addresses),
+            students: students.roster,
+            no_email: students.no_email,
+        };
+        self.finish(course, Fetched::Complete(rosters));
+    }
+
+    fn finish(&mut self, course: usize, result: Fetched) {
+        let key = &self.courses[course].key;
+        match &result {
+            Fetched::Complete(rosters) => log::info!(
+                "{key}: fetched {} students ({} without an address), {} instructor addresses",
+                rosters.students.len(),
+                rosters.no_email,
+                rosters.instructors.len()
+            ),
+            Fetched::Failed(reason) => log::error!("{key}: fetch failed: {reason}"),
+        }
+        self.state[course].result = Some(result);
+        self.unfinished -= 1;
+    }
+
+    fn into_results(self) -> Vec<Fetched> {
+        self.state
+            .into_iter()
+            .map(|state| state.result.expect("every course finished"))
+            .collect()
+    }
+}
+
+fn page_request((term_id, section_id): &SectionKey, page: u32) -> Request {
+    Request::EnrollmentPage {
+        term_id: *term_id,
+        section_id: section_id.clone(),
+        page,
+    }
+}

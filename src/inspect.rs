@@ -1,0 +1,255 @@
+//! The read-only commands: `check` (is the configuration usable?), `verify` (does the
+//! output directory match the audit HEAD?) and `history` (who was added or removed,
+//! and when?). None of them contacts the network or changes a roster.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::audit::AuditRepo;
+use crate::cli::HistoryArgs;
+use crate::config::{self, Settings, SourceConfig};
+use crate::credentials::Credentials;
+use crate::plan::OnDisk;
+use crate::roster::normalize;
+use crate::source::Api;
+use crate::store::OutputDir;
+
+/// Exit codes of the read-only commands.
+const OK: u8 = 0;
+const DIFFERENT: u8 = 1;
+const CONFIG: u8 = 2;
+const STORAGE: u8 = 5;
+
+/// `check`: validates the values file, the course keys and the credentials the courses
+/// need, and says whether the output directory and audit repository are usable.
+pub fn check(settings: &Settings, out: &mut impl Write) -> u8 {
+    let mut usable = true;
+    let mut say = |ok: bool, line: String| {
+        usable &= ok;
+        let _ = writeln!(out, "{} {line}", if ok { "ok  " } else { "FAIL" });
+    };
+    match config::load_profiles(&settings.values, settings.profiles_key.as_deref()) {
+        Ok(profiles) => {
+            let keys: Vec<&str> = profiles.courses.iter().map(|c| c.key.as_str()).collect();
+            say(
+                true,
+                format!(
+                    "values {}: {} course profiles ({}) under {}",
+                    settings.values.display(),
+                    keys.len(),
+                    keys.join(", "),
+                    profiles.key_path.as_deref().unwrap_or("no profiles path")
+                ),
+            );
+            match (&settings.source, keys.is_empty()) {
+                (_, true) => say(true, "credentials: none needed without courses".into()),
+                (SourceConfig::Replay { dir }, false) => say(
+                    true,
+                    format!("credentials: none needed to replay {}", dir.display()),
+                ),
+                (SourceConfig::Http { .. }, false) => match Credentials::from_env(&Api::ALL) {
+                    Ok(_) => say(
+                        true,
+                        "credentials: all four APIs have an id and a key".into(),
+                    ),
+                    Err(missing) => say(false, format!("credentials: {missing}")),
+                },
+            }
+        }
+        Err(error) => say(false, error.to_string()),
+    }
+    say_writable("output directory", &settings.output_dir, &mut say);
+    match AuditRepo::open_existing(&settings.audit_repo) {
+        Ok(Some(_)) => say_writable("audit repository", &settings.audit_repo, &mut say),
+        Ok(None) if settings.audit_repo.exists() => say_writable(
+            "audit repository (not yet a repository)",
+            &settings.audit_repo,
+            &mut say,
+        ),
+        Ok(None) => say(
+            true,
+            format!(
+                "audit repository {} does not exist yet; the first sync creates it",
+                settings.audit_repo.display()
+            ),
+        ),
+        Err(error) => say(false, error.to_string()),
+    }
+    if usable { OK } else { CONFIG }
+}
+
+/// Reports whether a directory can be written, by creating and removing a probe file.
+fn say_writable(what: &str, dir: &Path, say: &mut impl FnMut(bool, String)) {
+    if !dir.exists() {
+        return say(
+            true,
+            format!(
+                "{what} {} does not exist yet; the first sync creates it",
+                dir.display()
+            ),
+        );
+    }
+    let probe = dir.join(format!(".roster-sync-tmp-check-{}", std::process::id()));
+    match fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            say(
+                true,
+                format!("{what} {} exists and is writable", dir.display()),
+            );
+        }
+        Err(error) => say(
+            false,
+            format!("{what} {} is not writable: {error}", dir.display()),
+        ),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `verify`: compares every file of the audit HEAD with the output directory by SHA-256.
+pub fn verify(settings: &Settings, out: &mut impl Write) -> u8 {
+    let repo = match AuditRepo::open_existing(&settings.audit_repo) {
+        Ok(Some(repo)) => repo,
+        Ok(None) => {
+            let _ = writeln!(
+                out,
+                "no audit repository at {}: nothing to verify against",
+                settings.audit_repo.display()
+            );
+            return DIFFERENT;
+        }
+        Err(error) => {
+            log::error!("{error}");
+            return STORAGE;
+        }
+    };
+    let head = match repo.head_tree() {
+        Ok(head) => head,
+        Err(error) => {
+            log::error!("{error}");
+            return STORAGE;
+        }
+    };
+    let store = OutputDir::existing(&settings.output_dir);
+    let mut differences = 0;
+    for (name, content) in &head {
+        let expected = sha256_hex(content);
+        let line = match store.read(name) {
+            Ok(OnDisk::File(bytes)) if bytes == *content => format!("ok       {name} {expected}"),
+            Ok(OnDisk::File(bytes)) => format!(
+                "changed  {name} expected {expected} found {}",
+                sha256_hex(&bytes)
+            ),
+            Ok(OnDisk::Missing) => format!("missing  {name} expected {expected}"),
+            Ok(OnDisk::NotAFile) => {
+                format!("not-file {name} expected {expected} (a symlink or directory)")
+            }
+            Err(error) => format!("error    {name}: {error}"),
+        };
+        if !line.starts_with("ok") {
+            differences += 1;
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "{} files checked against {}, {differences} differ",
+        head.len(),
+        settings.audit_repo.display()
+    );
+    if differences == 0 { OK } else { DIFFERENT }
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text)
+        .or_else(|_| humantime::parse_rfc3339_weak(&format!("{text} 00:00:00")))
+        .ok()
+}
+
+/// `history`: one line per address added to or removed from a list, oldest first.
+pub fn history(settings: &Settings, args: &HistoryArgs, out: &mut impl Write) -> u8 {
+    let since = match args.since.as_deref().map(|text| (text, parse_since(text))) {
+        Some((text, None)) => {
+            log::error!("--since {text:?} is not a date (use YYYY-MM-DD or RFC 3339)");
+            return CONFIG;
+        }
+        Some((_, since)) => since,
+        None => None,
+    };
+    let member = args
+        .member
+        .as_deref()
+        .map(|m| normalize(m).unwrap_or_default());
+    let repo = match AuditRepo::open_existing(&settings.audit_repo) {
+        Ok(Some(repo)) => repo,
+        Ok(None) => {
+            log::warn!("no audit repository at {}", settings.audit_repo.display());
+            return OK;
+        }
+        Err(error) => {
+            log::error!("{error}");
+            return STORAGE;
+        }
+    };
+    let lines = match repo.history() {
+        Ok(lines) => lines,
+        Err(error) => {
+            log::error!("{error}");
+            return STORAGE;
+        }
+    };
+    for line in lines {
+        let wanted = args
+            .course
+            .as_ref()
+            .is_none_or(|course| *course == line.course)
+            && member.as_ref().is_none_or(|member| *member == line.address)
+            && since.is_none_or(|since| line.time >= since);
+        if !wanted {
+            continue;
+        }
+        if let Err(error) = writeln!(out, "{line}") {
+            return if error.kind() == ErrorKind::BrokenPipe {
+                OK
+            } else {
+                STORAGE
+            };
+        }
+    }
+    OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_dates_and_times() {
+        let day = parse_since("2026-11-26").unwrap();
+        assert_eq!(
+            humantime::format_rfc3339_seconds(day).to_string(),
+            "2026-11-26T00:00:00Z"
+        );
+        assert!(parse_since("2026-11-26T10:00:00Z").unwrap() > day);
+        assert!(parse_since("last tuesday").is_none());
+    }
+
+    #[test]
+    fn digests_are_lower_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! The job: `sync` and `plan`. Data flows one way: configuration → fetch → plan →
+//! apply → report.
+//!
+//! Order of effects, chosen for crash safety: the lock first (a second run changes
+//! nothing), then the audit commit, then the files. A run killed after the commit
+//! leaves files that differ from HEAD, and the next run restores them from HEAD as
+//! drift; a run killed before the commit leaves everything as it was. Every file write
+//! is atomic, so each roster file is always either old or new.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::audit::{self, AuditError, AuditRepo};
+use crate::config::{self, ConfigError, Settings, SourceConfig};
+use crate::credentials::Credentials;
+use crate::fetch::{self, FetchOptions, Fetched};
+use crate::plan::{self, Status, Tree};
+use crate::report::{CourseReport, Report, Stop};
+use crate::shutdown::Shutdown;
+use crate::source::http::HttpTransport;
+use crate::source::replay::ReplayTransport;
+use crate::source::{Api, Client, Transport};
+use crate::store::{OutputDir, StoreError};
+
+/// Why a run stopped before it could apply its plan.
+#[derive(Debug)]
+enum Abort {
+    Config(String),
+    Storage(String),
+    Locked(String),
+    Interrupted,
+}
+
+impl From<ConfigError> for Abort {
+    fn from(error: ConfigError) -> Self {
+        Abort::Config(error.to_string())
+    }
+}
+
+impl From<StoreError> for Abort {
+    fn from(error: StoreError) -> Self {
+        Abort::Storage(error.to_string())
+    }
+}
+
+impl From<AuditError> for Abort {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::Locked { .. } => Abort::Locked(error.to_string()),
+            _ => Abort::Storage(error.to_string()),
+        }
+    }
+}
+
+impl Abort {
+    fn into_stop(self) -> (Stop, String) {
+        match self {
+            Abort::Config(message) => (Stop::Config, message),
+            Abort::Storage(message) => (Stop::Storage, message),
+            Abort::Locked(message) => (Stop::Locked, message),
+            Abort::Interrupted => (
+                Stop::Interrupted,
+                "stopped by a termination signal before anything was written; safe to rerun"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// Runs `sync` (or `plan` when `settings.dry_run`) and returns its report.
+pub fn run(settings: Settings, shutdown: &Shutdown) -> Report {
+    let started = Instant::now();
+    let now = SystemTime::now();
+    let run_id = format!(
+        "{}-{}",
+        humantime::format_rfc3339_seconds(now),
+        std::process::id()
+    );
+    let mut report = Report::new(
+        run_id,
+        humantime::format_rfc3339_seconds(now).to_string(),
+        settings.dry_run,
+    );
+    let result = execute(&settings, shutdown, &mut report);
+    report.conclude(result.err().map(Abort::into_stop));
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = &report.error {
+        log::error!("{error}");
+    }
+    log::info!("{}", report.summary());
+    report
+}
+
+fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Result<(), Abort> {
+    let profiles = config::load_profiles(&settings.values, settings.profiles_key.as_deref())?;
+    let courses = profiles.courses;
+    match &profiles.key_path {
+        Some(path) if courses.is_empty() => log::warn!(
+            "{}: {path} holds no course profiles; existing rosters are kept",
+            settings.values.display()
+        ),
+        Some(path) => log::info!(
+            "{}: {} course profiles under {path}",
+            settings.values.display(),
+            courses.len()
+        ),
+        None => log::warn!(
+            "{}: no profiles found (looked for {}); existing rosters are kept",
+            settings.values.display(),
+            settings
+                .profiles_key
+                .as_deref()
+                .map_or_else(|| config::DEFAULT_PROFILE_PATHS.join(", "), str::to_string)
+        ),
+    }
+    let transport = if courses.is_empty() {
+        None
+    } else {
+        Some(transport(settings)?)
+    };
+
+    let (store, repo, lock) = if settings.dry_run {
+        let repo = AuditRepo::open_existing(&settings.audit_repo)?;
+        (OutputDir::existing(&settings.output_dir), repo, None)
+    } else {
+        let lock = audit::lock(&settings.audit_repo)?;
+        let repo = AuditRepo::open_or_init(&settings.audit_repo, &lock)?;
+        for stale in audit::remove_stale_git_locks(&settings.audit_repo, &lock)? {
+            log::warn!("removed {} left by a killed run", stale.display());
+        }
+        let store = OutputDir::create(&settings.output_dir)?;
+        let temp_files = store.remove_stale_temp_files()?;
+        if temp_files > 0 {
+            log::warn!("removed {temp_files} temporary files left by a killed run");
+        }
+        (store, Some(repo), Some(lock))
+    };
+    let head = match &repo {
+        Some(repo) => repo.head_tree()?,
+        None => Tree::new(),
+    };
+
+    let fetched = match transport {
+        None => Vec::new(),
+        Some(transport) => {
+            let client = Arc::new(Client::new(
+                transport,
+                settings.retry.clone(),
+                shutdown.clone(),
+            ));
+            let options = FetchOptions {
+                concurrency: settings.concurrency,
+                include_waitlisted: settings.include_waitlisted,
+                excluded_roles: settings.excluded_roles.clone(),
+            };
+            let result = fetch::fetch_all(Arc::clone(&client), &courses, &options, shutdown);
+            report.set_requests(client.counts());
+            result.map_err(|_| Abort::Interrupted)?
+        }
+    };
+    if shutdown.requested() {
+        return Err(Abort::Interrupted);
+    }
+
+    let paired: Vec<(config::Course, Fetched)> = courses.into_iter().zip(fetched).collect();
+    let plan = plan::plan(&paired, &head, &settings.guard, settings.prune);
+    report.courses = plan.courses.iter().map(CourseReport::from).collect();
+    for course in &plan.courses {
+        match course.status {
+            Status::Guarded => log::warn!(
+                "{}: {}",
+                course.key,
+                course.error.as_deref().unwrap_or_default()
+            ),
+            _ if course.approved.is_some() => log::warn!(
+                "{}: approved change applied ({})",
+                course.key,
+                course.approved.as_deref().unwrap_or_default()
+            ),
+            _ => {}
+        }
+    }
+    if !plan.unconfigured.is_empty() {
+        log::info!(
+            "{} courses in the audit repository are no longer configured; their files are \
+             kept (pass --prune to remove them)",
+            plan.unconfigured.len()
+        );
+    }
+    if paired.is_empty() && !head.is_empty() && !settings.prune {
+        log::warn!(
+            "the configuration yields no course profiles while the audit repository holds \
+             rosters; nothing is written or removed"
+        );
+        return Ok(());
+    }
+
+    let names = head.keys().chain(plan.tree.keys());
+    let disk = store.read_all(names)?;
+    let reconcile = plan::reconcile(&head, &plan.tree, &disk);
+    report.drift = reconcile.drift.len();
+    for name in &reconcile.drift {
+        log::warn!(
+            "{name} differs from the audit repository (edited, deleted or replaced out of \
+             band); {}",
+            if settings.dry_run {
+                "it would be restored"
+            } else {
+                "restoring it"
+            }
+        );
+    }
+    let (Some(repo), Some(lock)) = (repo, lock) else {
+        return Ok(());
+    };
+    if let Some(message) = plan.commit_message(&head, &report.run_id, env!("CARGO_PKG_VERSION")) {
+        let oid = repo.commit(&plan.tree, &message, &settings.author, &lock)?;
+        log::info!(
+            "audit commit {oid}: {}",
+            message.lines().next().unwrap_or_default()
+        );
+        report.commit = Some(oid.to_string());
+    }
+    for name in &reconcile.writes {
+        store.write(name, &plan.tree[name])?;
+    }
+    for name in &reconcile.removals {
+        store.remove(name)?;
+    }
+    Ok(())
+}
+
+/// The transport for the configured source; live HTTP needs every API's credentials.
+fn transport(settings: &Settings) -> Result<Box<dyn Transport>, Abort> {
+    Ok(match &settings.source {
+        SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
+        SourceConfig::Http { base_url } => {
+            let credentials = Credentials::from_env(&Api::ALL)
+                .map_err(|missing| ConfigError::Credentials(missing.to_string()))?;
+            Box::new(
+                HttpTransport::new(base_url, credentials, settings.timeout)
+                    .map_err(Abort::Config)?,
+            )
+        }
+    })
+}

@@ -1,0 +1,62 @@
+//! roster-sync: fetch course rosters from UC Berkeley's SIS and HR APIs, write them
+//! where a JupyterHub reads them, and record every change in a git audit repository,
+//! without ever letting a failed, partial or suspicious fetch overwrite a good roster.
+//!
+//! The job's data flows one way: [`config`] → [`fetch`] (over [`source`]) → [`plan`]
+//! (pure) → [`store`] and [`audit`] → [`report`]. [`job`] strings them together;
+//! [`inspect`] holds the read-only commands.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod fetch;
+pub mod inspect;
+pub mod job;
+pub mod logging;
+pub mod plan;
+pub mod report;
+pub mod roster;
+pub mod shutdown;
+pub mod source;
+pub mod store;
+
+use std::path::Path;
+
+use cli::{Cli, Command};
+use config::Settings;
+use shutdown::Shutdown;
+
+/// Runs the command line's command and returns the process exit code.
+pub fn run(cli: &Cli, shutdown: &Shutdown) -> u8 {
+    let approve_env = std::env::var("ROSTER_SYNC_APPROVE").ok();
+    let mut settings = match Settings::from_options(&cli.options, approve_env.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            log::error!("{error}");
+            return report::Stop::Config.exit_code();
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match cli.selected_command() {
+        Command::Check => inspect::check(&settings, &mut stdout),
+        Command::Verify => inspect::verify(&settings, &mut stdout),
+        Command::History(args) => inspect::history(&settings, &args, &mut stdout),
+        command @ (Command::Sync | Command::Plan) => {
+            drop(stdout);
+            settings.dry_run |= command == Command::Plan;
+            let report_path = settings.report.clone();
+            let report = job::run(settings, shutdown);
+            if let Some(path) = report_path {
+                write_report(&report, &path);
+            }
+            report.exit_code
+        }
+    }
+}
+
+fn write_report(report: &report::Report, path: &Path) {
+    if let Err(error) = report.write_to(path) {
+        log::error!("cannot write the report to {}: {error}", path.display());
+    }
+}

@@ -1,0 +1,368 @@
+//! Typed views of the four API responses, and the field rules of SPEC §3.
+//!
+//! Every parser accepts a body with or without the outer `apiResponse` wrapper. Fields
+//! that SIS omits or sends as `null` read as empty; a body that is not JSON, or lacks
+//! the list a parser exists to read, is an error (the course fails and keeps its old
+//! files) rather than an empty answer: reading "no data" into a broken answer is the
+//! bug that made the original sidecar truncate rosters.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// Reads `T` from `null` or a missing field as `T::default()`.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// SIS sends ids as numbers in some places and strings in others.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum Id {
+    Number(u64),
+    Text(String),
+}
+
+impl Id {
+    fn into_string(self) -> String {
+        match self {
+            Id::Number(n) => n.to_string(),
+            Id::Text(s) => s.trim().to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct Code {
+    #[serde(default, deserialize_with = "nullable")]
+    code: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct Identifier {
+    #[serde(rename = "type", default, deserialize_with = "nullable")]
+    kind: String,
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "nullable")]
+    disclose: bool,
+}
+
+#[derive(Deserialize, Debug)]
+struct Email {
+    #[serde(rename = "type", default, deserialize_with = "nullable")]
+    kind: Code,
+    #[serde(rename = "emailAddress", default, deserialize_with = "nullable")]
+    address: String,
+    #[serde(default, deserialize_with = "nullable")]
+    disclose: bool,
+}
+
+/// The campus UID of a person, when it is present and disclosed.
+fn disclosed_campus_uid(identifiers: Vec<Identifier>) -> Option<String> {
+    identifiers
+        .into_iter()
+        .find(|identifier| identifier.kind == "campus-uid" && identifier.disclose)
+        .and_then(|identifier| identifier.id)
+        .map(Id::into_string)
+        .filter(|uid| !uid.is_empty())
+}
+
+/// The `response` member, below the `apiResponse` wrapper when there is one.
+fn response(body: &[u8]) -> Result<Value, String> {
+    let mut document: Value =
+        serde_json::from_slice(body).map_err(|error| format!("invalid JSON: {error}"))?;
+    let root = match document.get_mut("apiResponse") {
+        Some(wrapped) => wrapped.take(),
+        None => document,
+    };
+    match root {
+        Value::Object(mut members) => members
+            .remove("response")
+            .ok_or_else(|| "no `response` member".to_string()),
+        _ => Err("the body is not a JSON object".to_string()),
+    }
+}
+
+fn typed<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|error| format!("unexpected {what}: {error}"))
+}
+
+/// A class section and the instructors assigned to its meetings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub id: String,
+    pub instructors: Vec<Assignment>,
+}
+
+/// An instructor's disclosed campus UID and role code on one meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub uid: String,
+    pub role: String,
+}
+
+#[derive(Deserialize)]
+struct ClassesResponse {
+    #[serde(rename = "classSections", default, deserialize_with = "nullable")]
+    sections: Vec<RawSection>,
+}
+
+#[derive(Deserialize)]
+struct RawSection {
+    id: Id,
+    #[serde(default, deserialize_with = "nullable")]
+    meetings: Vec<RawMeeting>,
+}
+
+#[derive(Deserialize)]
+struct RawMeeting {
+    #[serde(rename = "assignedInstructors", default, deserialize_with = "nullable")]
+    assigned: Vec<RawAssignment>,
+}
+
+#[derive(Deserialize)]
+struct RawAssignment {
+    #[serde(default, deserialize_with = "nullable")]
+    instructor: RawPerson,
+    #[serde(default, deserialize_with = "nullable")]
+    role: Code,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPerson {
+    #[serde(default, deserialize_with = "nullable")]
+    identifiers: Vec<Identifier>,
+    #[serde(default, deserialize_with = "nullable")]
+    emails: Vec<Email>,
+}
+
+/// Classes API: the sections of a class (empty when SIS lists none).
+pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, String> {
+    let classes: ClassesResponse = typed(response(body)?, "class sections")?;
+    Ok(classes
+        .sections
+        .into_iter()
+        .map(|section| Section {
+            id: section.id.into_string(),
+            instructors: section
+                .meetings
+                .into_iter()
+                .flat_map(|meeting| meeting.assigned)
+                .filter_map(|assignment| {
+                    Some(Assignment {
+                        uid: disclosed_campus_uid(assignment.instructor.identifiers)?,
+                        role: assignment.role.code,
+                    })
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// One enrollment row: its status code, the student's UID if disclosed, and the
+/// address the roster uses (the first CAMP address, else the first OTHR one), raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub status: String,
+    pub uid: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawEnrollment {
+    #[serde(default, deserialize_with = "nullable")]
+    student: RawPerson,
+    #[serde(rename = "enrollmentStatus", default, deserialize_with = "nullable")]
+    enrollment_status: RawEnrollmentStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEnrollmentStatus {
+    #[serde(default, deserialize_with = "nullable")]
+    status: Code,
+}
+
+fn first_address(emails: &[Email], kind: &str) -> Option<String> {
+    emails
+        .iter()
+        .find(|email| email.kind.code == kind && !email.address.trim().is_empty())
+        .map(|email| email.address.clone())
+}
+
+/// Enrollments API: the rows of one page, all statuses (the caller counts them for
+/// pagination and filters them for the roster). Accepts the v3 nesting
+/// (`response.enrollmentsByClassSection.classSectionEnrollments`) and the v2 one
+/// (`response.classSectionEnrollments`).
+pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollment>, String> {
+    let mut response = response(body)?;
+    let items = match response
+        .get_mut("enrollmentsByClassSection")
+        .and_then(|v3| v3.get_mut("classSectionEnrollments"))
+    {
+        Some(v3) => v3.take(),
+        None => response
+            .get_mut("classSectionEnrollments")
+            .map(Value::take)
+            .ok_or("no classSectionEnrollments list")?,
+    };
+    let rows: Vec<RawEnrollment> = typed(items, "enrollments")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let address = first_address(&row.student.emails, "CAMP")
+                .or_else(|| first_address(&row.student.emails, "OTHR"));
+            Enrollment {
+                status: row.enrollment_status.status.code,
+                uid: disclosed_campus_uid(row.student.identifiers),
+                address,
+            }
+        })
+        .collect())
+}
+
+/// Students API: the disclosed CAMP addresses of a person.
+pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, String> {
+    let person: RawPerson = typed(response(body)?, "student record")?;
+    Ok(person
+        .emails
+        .into_iter()
+        .filter(|email| email.kind.code == "CAMP" && email.disclose)
+        .map(|email| email.address)
+        .collect())
+}
+
+/// HR API: the BUSN addresses of `response[0]`; `None` when `response` is empty, which
+/// means the same as 404.
+pub fn parse_employee_addresses(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+    let people: Vec<RawPerson> = typed(response(body)?, "employee list")?;
+    Ok(people.into_iter().next().map(|person| {
+        person
+            .emails
+            .into_iter()
+            .filter(|email| email.kind.code == "BUSN")
+            .map(|email| email.address)
+            .collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_with_and_without_wrapper() {
+        let section = r#"{"classSections":[
+            {"id": 23970, "meetings":[{"assignedInstructors":[
+                {"instructor":{"identifiers":[{"type":"campus-uid","id":"111","disclose":true}]},
+                 "role":{"code":"PI"}},
+                {"instructor":{"identifiers":[{"type":"campus-uid","id":"222","disclose":false}]},
+                 "role":{"code":"TNIC"}},
+                {"instructor":{"identifiers":[{"type":"student-id","id":"333","disclose":true}]},
+                 "role":{"code":"TNIC"}}]}]},
+            {"id": "23971", "meetings": null}]}"#;
+        let wrapped = format!(r#"{{"apiResponse":{{"response":{section}}}}}"#);
+        let bare = format!(r#"{{"response":{section}}}"#);
+        for body in [wrapped, bare] {
+            let sections = parse_sections(body.as_bytes()).unwrap();
+            assert_eq!(
+                sections,
+                [
+                    Section {
+                        id: "23970".into(),
+                        instructors: vec![Assignment {
+                            uid: "111".into(),
+                            role: "PI".into()
+                        }],
+                    },
+                    Section {
+                        id: "23971".into(),
+                        instructors: vec![]
+                    },
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn missing_sections_read_as_none() {
+        assert_eq!(parse_sections(br#"{"response":{}}"#).unwrap(), []);
+    }
+
+    #[test]
+    fn enrollments_in_both_envelopes_pick_camp_then_othr() {
+        let items = r#"[
+            {"student":{"identifiers":[{"type":"campus-uid","id":"1","disclose":true}],
+                        "emails":[{"type":{"code":"OTHR"},"emailAddress":"o@example.com"},
+                                  {"type":{"code":"CAMP"},"emailAddress":" A@Berkeley.edu "}]},
+             "enrollmentStatus":{"status":{"code":"E"}}},
+            {"student":{"emails":[{"type":{"code":"OTHR"},"emailAddress":"only@example.org"}]},
+             "enrollmentStatus":{"status":{"code":"W"}}},
+            {"student":{"emails":[{"type":{"code":"CAMP"},"emailAddress":"  "}]},
+             "enrollmentStatus":{"status":{"code":"D"}}}]"#;
+        let v3 = format!(
+            r#"{{"apiResponse":{{"response":{{"enrollmentsByClassSection":{{"classSectionEnrollments":{items}}}}}}}}}"#
+        );
+        let v2 = format!(r#"{{"response":{{"classSectionEnrollments":{items}}}}}"#);
+        for body in [v3, v2] {
+            let rows = parse_enrollment_page(body.as_bytes()).unwrap();
+            assert_eq!(
+                rows,
+                [
+                    Enrollment {
+                        status: "E".into(),
+                        uid: Some("1".into()),
+                        address: Some(" A@Berkeley.edu ".into())
+                    },
+                    Enrollment {
+                        status: "W".into(),
+                        uid: None,
+                        address: Some("only@example.org".into())
+                    },
+                    Enrollment {
+                        status: "D".into(),
+                        uid: None,
+                        address: None
+                    },
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn broken_bodies_are_errors_not_empty_answers() {
+        assert!(parse_enrollment_page(br#"{"apiResponse":{"response":{"classSecti"#).is_err());
+        assert!(parse_enrollment_page(br#"{"response":{}}"#).is_err());
+        assert!(parse_enrollment_page(br#"{"response":{"classSectionEnrollments":5}}"#).is_err());
+        assert!(parse_sections(b"<html>gateway error</html>").is_err());
+        assert!(parse_employee_addresses(br#"{"response":{"emails":[]}}"#).is_err());
+        assert!(parse_student_addresses(b"[]").is_err());
+    }
+
+    #[test]
+    fn student_api_keeps_disclosed_camp_only() {
+        let body = br#"{"apiResponse":{"response":{"emails":[
+            {"type":{"code":"CAMP"},"emailAddress":"gsi@berkeley.edu","disclose":true},
+            {"type":{"code":"CAMP"},"emailAddress":"hidden@berkeley.edu","disclose":false},
+            {"type":{"code":"OTHR"},"emailAddress":"x@example.org","disclose":true}]}}}"#;
+        assert_eq!(parse_student_addresses(body).unwrap(), ["gsi@berkeley.edu"]);
+    }
+
+    #[test]
+    fn hr_keeps_busn_of_the_first_record_and_empty_means_none() {
+        let body = br#"{"response":[{"emails":[
+            {"type":{"code":"BUSN"},"emailAddress":"prof@berkeley.edu"},
+            {"type":{"code":"HOME"},"emailAddress":"home@example.com"}]},
+            {"emails":[{"type":{"code":"BUSN"},"emailAddress":"second@berkeley.edu"}]}]}"#;
+        assert_eq!(
+            parse_employee_addresses(body).unwrap(),
+            Some(vec!["prof@berkeley.edu".to_string()])
+        );
+        assert_eq!(
+            parse_employee_addresses(br#"{"response":[]}"#).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! The HTTP transport: sends a [`Request`] to the SIS/HR gateway with ureq and hands back
+//! the raw status and body. All policy (retries, 401/403, counting) lives in the `Client`.
+//!
+//! Invariants:
+//! - redirects are never followed: a 3xx comes back as a status (the `Client` fails on it),
+//!   so `app_key` is only ever sent to the configured base URL;
+//! - every request has a connect timeout and an overall timeout, body read included;
+//! - a body is read up to [`MAX_BODY`] bytes; a bigger one is a non-retryable error;
+//! - no header is ever logged or formatted into an error, and an error message that would
+//!   somehow contain the key is scrubbed.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+use ureq::http::Uri;
+
+use super::{Reply, Request, Transport, TransportError};
+use crate::credentials::Credentials;
+
+/// The largest body accepted. A roster page of 100 students is about 100 KB; this leaves a
+/// wide margin while bounding memory if a proxy or the gateway misbehaves.
+pub const MAX_BODY: u64 = 16 << 20;
+
+/// The connect timeout when the overall timeout is longer: a gateway that does not
+/// accept a connection within this time is better retried than waited for.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct HttpTransport {
+    agent: Agent,
+    /// `scheme://host[:port][/prefix]`, without a trailing slash.
+    base: String,
+    credentials: Credentials,
+    body_limit: u64,
+}
+
+impl HttpTransport {
+    /// A transport for `base_url` (`http` or `https`, optionally with a path prefix such as
+    /// `/uat`) where every request may take at most `timeout`, body included.
+    pub fn new(
+        base_url: &str,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let base = base_url.trim().trim_end_matches('/').to_string();
+        let uri: Uri = base
+            .parse()
+            .map_err(|error| format!("invalid API base URL {base_url:?}: {error}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(format!(
+                "invalid API base URL {base_url:?}: expected http(s)://HOST[:PORT][/PREFIX]"
+            ));
+        }
+        if uri.query().is_some() || base.contains('#') {
+            return Err(format!(
+                "invalid API base URL {base_url:?}: it must not have a query or fragment"
+            ));
+        }
+        if timeout.is_zero() {
+            return Err("the request timeout must be longer than zero".to_string());
+        }
+        // The default configuration reads HTTPS_PROXY/NO_PROXY, which a campus network may
+        // need; tests clear those variables instead of switching proxies off here.
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout.min(MAX_CONNECT_TIMEOUT)))
+            .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(HttpTransport {
+            agent,
+            base,
+            credentials,
+            body_limit: MAX_BODY,
+        })
+    }
+
+    fn exchange(
+        &self,
+        request: &Request,
+        url: &str,
+        id: &str,
+        key: &str,
+    ) -> Result<Reply, ureq::Error> {
+        let mut builder = self
+            .agent
+            .get(url)
+            .header("Accept", "application/json")
+            .header("app_id", id)
+            .header("app_key", key);
+        for (name, value) in request.query() {
+            builder = builder.query(name, value);
+        }
+        let mut response = builder.call()?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        // Error bodies are read too: that keeps the connection reusable.
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.body_limit)
+            .read_to_vec()?;
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+        let api = request.api();
+        let Some((id, key)) = self.credentials.get(api) else {
+            // The caller asks only for the APIs it loaded credentials for; this is a bug,
+            // and sending a request without credentials would only earn a 401.
+            return Err(TransportError {
+                message: format!("no credentials loaded for the {}", api.name()),
+                retryable: false,
+            });
+        };
+        let path = encode_path(&request.path()).map_err(|message| TransportError {
+            message,
+            retryable: false,
+        })?;
+        let url = format!("{}{path}", self.base);
+        let started = Instant::now();
+        let result = self.exchange(request, &url, id, key);
+        let elapsed = started.elapsed().as_millis();
+        let target = describe_target(request);
+        match result {
+            Ok(reply) => {
+                log::debug!("GET {target} -> {} in {elapsed} ms", reply.status);
+                Ok(reply)
+            }
+            Err(error) => {
+                let error = classify(&error, key);
+                log::debug!("GET {target} -> {} in {elapsed} ms", error.message);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Percent-encodes everything in `path` that is not an unreserved character or `/`, so an
+/// identifier from a response (a uid, a section id) can never add a query, a fragment or
+/// another path to the URL. Empty and dot segments are refused for the same reason.
+fn encode_path(path: &str) -> Result<String, String> {
+    let mut encoded = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            if matches!(segment, "" | "." | "..") {
+                return Err(format!(
+                    "refusing a request path with an empty or dot segment: {path:?}"
+                ));
+            }
+            encoded.push('/');
+        }
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                encoded.push(char::from(byte));
+            } else {
+                let _ = write!(encoded, "%{byte:02X}");
+            }
+        }
+    }
+    Ok(encoded)
+}
+
+/// The path and query of a request, for debug logs; it holds no header and no credential.
+fn describe_target(request: &Request) -> String {
+    let query: Vec<String> = request
+        .query()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    format!("{}?{}", request.path(), query.join("&"))
+}
+
+/// `Retry-After` as delta-seconds. The HTTP-date form is ignored (the backoff applies),
+/// as the gateway is only known to send seconds.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Turns a ureq error into a transport error: failures of the network or the server's
+/// connection may pass on a retry, the others (a body over the limit, a TLS or URL
+/// problem) will not.
+fn classify(error: &ureq::Error, key: &str) -> TransportError {
+    use ureq::Error as E;
+    let retryable = matches!(
+        error,
+        E::Timeout(_)
+            | E::ConnectionFailed
+            | E::HostNotFound
+            | E::Io(_)
+            | E::Protocol(_)
+            | E::ConnectProxyFailed(_)
+    );
+    let message = match error {
+        E::Timeout(which) => format!("timed out ({which})"),
+        E::BodyExceedsLimit(limit) => format!("response body larger than {limit} bytes"),
+        other => other.to_string(),
+    };
+    // ureq's messages hold no headers, but the key must not leak even if that changes.
+    let message = if key.is_empty() {
+        message
+    } else {
+        message.replace(key, "<redacted>")
+    };
+    TransportError { message, retryable }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Api;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    const KEY: &str = "unit-test-hr-key-5f1c";
+
+    fn credentials() -> Credentials {
+        Credentials::from_lookup(&[Api::Hr], |name| match name {
+            "UCB_HR_ID" => Some("unit-hr-id".to_string()),
+            "UCB_HR_KEY" => Some(KEY.to_string()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    /// Serves `response` (raw HTTP) once on a loopback port and hands back the raw
+    /// request text it received.
+    fn serve_once(response: Vec<u8>) -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0; 4096];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buffer).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+            }
+            sender
+                .send(String::from_utf8_lossy(&request).into_owned())
+                .unwrap();
+            let _ = stream.write_all(&response);
+        });
+        (base, receiver)
+    }
+
+    fn transport(base: &str, timeout: Duration) -> HttpTransport {
+        HttpTransport::new(base, credentials(), timeout).unwrap()
+    }
+
+    fn employee(uid: &str) -> Request {
+        Request::Employee { uid: uid.into() }
+    }
+
+    #[test]
+    fn sends_headers_path_and_query() {
+        let (base, received) =
+            serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec());
+        let reply = transport(&format!("{base}/prefix/"), Duration::from_secs(5))
+            .send(&employee("111111"))
+            .unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, &b"{}"[..]));
+        assert_eq!(reply.retry_after, None);
+        let request = received.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            request
+                .starts_with("get /prefix/hr/v3/employees/111111?id-type=campus-uid http/1.1\r\n"),
+            "{request}"
+        );
+        for header in [
+            "accept: application/json\r\n",
+            "app_id: unit-hr-id\r\n",
+            &format!("app_key: {KEY}\r\n"),
+            concat!(
+                "user-agent: roster-sync/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\n"
+            ),
+        ] {
+            assert!(request.contains(&header.to_ascii_lowercase()), "{request}");
+        }
+    }
+
+    #[test]
+    fn identifiers_cannot_change_the_url_shape() {
+        assert_eq!(
+            encode_path("/sis/v2/students/1?x=1#f/ü").unwrap(),
+            "/sis/v2/students/1%3Fx%3D1%23f/%C3%BC"
+        );
+        assert_eq!(
+            encode_path("/sis/v1/classes/sections/03970").unwrap(),
+            "/sis/v1/classes/sections/03970"
+        );
+        for bad in [
+            "/hr/v3/employees/..",
+            "/hr/v3/employees/",
+            "/hr/v3/employees/.",
+        ] {
+            assert!(encode_path(bad).is_err(), "{bad}");
+        }
+        let error = transport("http://127.0.0.1:9", Duration::from_secs(1))
+            .send(&employee(""))
+            .unwrap_err();
+        assert!(!error.retryable, "{error:?}");
+    }
+
+    #[test]
+    fn error_statuses_and_retry_after_come_back_as_replies() {
+        let (base, _received) = serve_once(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nslow"
+                .to_vec(),
+        );
+        let reply = transport(&base, Duration::from_secs(5))
+            .send(&employee("1"))
+            .unwrap();
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(reply.body, b"slow");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn redirects_are_not_followed() {
+        let (base, _received) = serve_once(
+            b"HTTP/1.1 302 Found\r\nLocation: http://example.invalid/\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        );
+        let reply = transport(&base, Duration::from_secs(5))
+            .send(&employee("1"))
+            .unwrap();
+        assert_eq!(reply.status, 302);
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_not_retryable() {
+        let (base, _received) = serve_once(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n"
+                .iter()
+                .chain(&[b'x'; 64])
+                .copied()
+                .collect(),
+        );
+        let mut transport = transport(&base, Duration::from_secs(5));
+        transport.body_limit = 16;
+        let error = transport.send(&employee("1")).unwrap_err();
+        assert!(!error.retryable, "{error:?}");
+        assert!(error.message.contains("larger than 16 bytes"), "{error:?}");
+    }
+
+    #[test]
+    fn refused_connections_and_timeouts_are_retryable_and_name_no_key() {
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let error = transport(&base, Duration::from_secs(5))
+            .send(&employee("1"))
+            .unwrap_err();
+        assert!(error.retryable, "{error:?}");
+        assert!(!error.message.contains(KEY));
+
+        // A server that accepts and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", silent.local_addr().unwrap());
+        let started = Instant::now();
+        let error = transport(&base, Duration::from_millis(300))
+            .send(&employee("1"))
+            .unwrap_err();
+        assert!(
+            error.retryable && error.message.contains("timed out"),
+            "{error:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(silent);
+    }
+
+    #[test]
+    fn scrubs_a_key_that_would_appear_in_a_message() {
+        let error = classify(&ureq::Error::BadUri(format!("http://x/{KEY}")), KEY);
+        assert!(
+            !error.message.contains(KEY) && !error.retryable,
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_unusable_base_urls_and_timeouts() {
+        for base in [
+            "gateway.api.berkeley.edu",
+            "ftp://host",
+            "http://host/?a=1",
+            "file:///x",
+        ] {
+            assert!(
+                HttpTransport::new(base, credentials(), Duration::from_secs(1)).is_err(),
+                "{base}"
+            );
+        }
+        assert!(
+            HttpTransport::new(
+                "https://gateway.api.berkeley.edu/",
+                credentials(),
+                Duration::ZERO
+            )
+            .is_err()
+        );
+        let transport = HttpTransport::new(
+            "https://gateway.api.berkeley.edu/uat/",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(transport.base, "https://gateway.api.berkeley.edu/uat");
+    }
+
+    #[test]
+    fn an_api_without_credentials_is_not_asked() {
+        let error = transport("http://127.0.0.1:9", Duration::from_secs(1))
+            .send(&Request::Student { uid: "1".into() })
+            .unwrap_err();
+        assert!(!error.retryable && error.message.contains("SIS Students API"));
+    }
+}

@@ -1,0 +1,587 @@
+//! The remote source: what roster-sync asks SIS and HR for, and how answers come back.
+//!
+//! A [`Request`] names one API call in domain terms; a [`Transport`] turns it into bytes
+//! (over HTTP, or from recorded files for `--api-base file://DIR`); the [`Client`] adds the
+//! policy every transport shares: status interpretation, retries with backoff, the
+//! per-API circuit breaker for rejected credentials, and request counting.
+//!
+//! Invariants: a credential never appears in a [`FetchError`] message; a 401/403 from an
+//! API stops every later request to that API in the run; every attempt is counted.
+
+pub mod api;
+pub mod http;
+pub mod replay;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::shutdown::Shutdown;
+
+/// One of the four remote APIs, each with its own credential pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Api {
+    Classes,
+    Enrollments,
+    Students,
+    Hr,
+}
+
+impl Api {
+    pub const ALL: [Api; 4] = [Api::Classes, Api::Enrollments, Api::Students, Api::Hr];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Classes => "SIS Classes API",
+            Api::Enrollments => "SIS Enrollments API",
+            Api::Students => "SIS Students API",
+            Api::Hr => "HR Employees API",
+        }
+    }
+
+    /// The environment variables holding this API's `app_id` and `app_key`
+    /// (the original sidecar's names).
+    pub fn credential_vars(self) -> (&'static str, &'static str) {
+        match self {
+            Api::Classes => ("SIS_CLASSES_ID", "SIS_CLASSES_KEY"),
+            Api::Enrollments => ("SIS_ENROLLMENTS_ID", "SIS_ENROLLMENTS_KEY"),
+            Api::Students => ("SIS_STUDENTS_ID", "SIS_STUDENTS_KEY"),
+            Api::Hr => ("UCB_HR_ID", "UCB_HR_KEY"),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Roster pages are requested with the API's maximum page size.
+pub const PAGE_SIZE: usize = 100;
+
+/// One remote call, in domain terms. Identifiers are kept as the strings SIS uses
+/// (class numbers keep leading zeros).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// All sections (lecture and secondaries) of a class number in a term.
+    Sections { term_id: u32, class_number: String },
+    /// One page (from 1) of a section's enrollments.
+    EnrollmentPage {
+        term_id: u32,
+        section_id: String,
+        page: u32,
+    },
+    /// A person's record in the Students API (for instructors who are also students).
+    Student { uid: String },
+    /// A person's record in the HR API.
+    Employee { uid: String },
+}
+
+impl Request {
+    pub fn api(&self) -> Api {
+        match self {
+            Request::Sections { .. } => Api::Classes,
+            Request::EnrollmentPage { .. } => Api::Enrollments,
+            Request::Student { .. } => Api::Students,
+            Request::Employee { .. } => Api::Hr,
+        }
+    }
+
+    /// The URL path below the API base.
+    pub fn path(&self) -> String {
+        match self {
+            Request::Sections { class_number, .. } => {
+                format!("/sis/v1/classes/sections/{class_number}")
+            }
+            Request::EnrollmentPage {
+                term_id,
+                section_id,
+                ..
+            } => format!("/sis/v3/enrollments/terms/{term_id}/classes/sections/{section_id}"),
+            Request::Student { uid } => format!("/sis/v2/students/{uid}"),
+            Request::Employee { uid } => format!("/hr/v3/employees/{uid}"),
+        }
+    }
+
+    /// The query parameters, in the order they are sent.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Request::Sections { term_id, .. } => vec![
+                ("term-id", term_id.to_string()),
+                ("include-secondary", "true".to_string()),
+            ],
+            Request::EnrollmentPage { page, .. } => vec![
+                ("page-number", page.to_string()),
+                ("page-size", PAGE_SIZE.to_string()),
+            ],
+            Request::Student { .. } => vec![
+                ("id-type", "campus-uid".to_string()),
+                ("inc-cntc", "true".to_string()),
+            ],
+            Request::Employee { .. } => vec![("id-type", "campus-uid".to_string())],
+        }
+    }
+
+    /// Where `--api-base file://DIR` finds the recorded answer, relative to DIR.
+    /// A missing file answers 404.
+    pub fn replay_path(&self) -> PathBuf {
+        match self {
+            Request::Sections {
+                term_id,
+                class_number,
+            } => format!("classes/{term_id}/{class_number}.json"),
+            Request::EnrollmentPage {
+                term_id,
+                section_id,
+                page,
+            } => format!("enrollments/{term_id}/{section_id}/page-{page}.json"),
+            Request::Student { uid } => format!("students/{uid}.json"),
+            Request::Employee { uid } => format!("hr/{uid}.json"),
+        }
+        .into()
+    }
+
+    /// A description for logs and error messages. It names no person: instructor
+    /// lookups are described by API only.
+    pub fn describe(&self) -> String {
+        match self {
+            Request::Sections {
+                term_id,
+                class_number,
+            } => format!(
+                "{} (class {class_number}, term {term_id})",
+                Api::Classes.name()
+            ),
+            Request::EnrollmentPage {
+                term_id,
+                section_id,
+                page,
+            } => format!(
+                "{} (section {section_id}, term {term_id}, page {page})",
+                Api::Enrollments.name()
+            ),
+            Request::Student { .. } | Request::Employee { .. } => {
+                format!("{} (instructor lookup)", self.api().name())
+            }
+        }
+    }
+}
+
+/// What a transport got back: the status and the body, whatever the status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// A failure below HTTP status level. `retryable` says whether trying again may help
+/// (timeouts, refused or reset connections) or not (a body over the size limit).
+#[derive(Debug)]
+pub struct TransportError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// Sends one request and returns the raw reply. Implementations must never put a
+/// credential into a `TransportError` message.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: &Request) -> Result<Reply, TransportError>;
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+        (**self).send(request)
+    }
+}
+
+/// Why a request produced no usable answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchError {
+    /// 401/403: the credentials were rejected; the API is not asked again this run.
+    Rejected { api: Api, status: u16 },
+    /// An earlier request to this API was rejected.
+    ApiDisabled { api: Api },
+    /// Retryable failures until the attempts ran out.
+    GaveUp {
+        what: String,
+        attempts: u32,
+        last: String,
+    },
+    /// A status that retrying cannot fix (400, a redirect, ...).
+    Status { what: String, status: u16 },
+    /// A body that is not the JSON we expect.
+    Malformed { what: String, reason: String },
+    /// A non-retryable transport failure.
+    Transport { what: String, reason: String },
+    /// SIGTERM/SIGINT arrived; no new attempt was started.
+    Interrupted,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Rejected { api, status } => {
+                let (id, key) = api.credential_vars();
+                write!(
+                    f,
+                    "{} rejected the credentials (HTTP {status}); check {id} and {key} \
+                     (or {id}_FILE and {key}_FILE)",
+                    api.name()
+                )
+            }
+            FetchError::ApiDisabled { api } => {
+                let (id, key) = api.credential_vars();
+                write!(
+                    f,
+                    "{} was not asked: it rejected the credentials earlier in this run \
+                     (check {id} and {key})",
+                    api.name()
+                )
+            }
+            FetchError::GaveUp {
+                what,
+                attempts,
+                last,
+            } => write!(f, "{what}: gave up after {attempts} attempts, last: {last}"),
+            FetchError::Status { what, status } => {
+                write!(f, "{what}: unexpected HTTP status {status}")
+            }
+            FetchError::Malformed { what, reason } => {
+                write!(f, "{what}: malformed response: {reason}")
+            }
+            FetchError::Transport { what, reason } => write!(f, "{what}: {reason}"),
+            FetchError::Interrupted => write!(f, "interrupted by a termination signal"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// How hard to try before a course is given up.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles for each further retry.
+    pub first_wait: Duration,
+    /// `Retry-After` is honoured up to this long.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            first_wait: Duration::from_millis(500),
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Request counts for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub retried: u64,
+}
+
+/// The shared request policy around a transport; safe to use from many threads.
+pub struct Client<T> {
+    transport: T,
+    retry: RetryPolicy,
+    shutdown: Shutdown,
+    total: AtomicU64,
+    retried: AtomicU64,
+    disabled: [AtomicBool; 4],
+}
+
+impl<T: Transport> Client<T> {
+    pub fn new(transport: T, retry: RetryPolicy, shutdown: Shutdown) -> Self {
+        Client {
+            transport,
+            retry,
+            shutdown,
+            total: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            disabled: Default::default(),
+        }
+    }
+
+    pub fn counts(&self) -> RequestCounts {
+        RequestCounts {
+            total: self.total.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fetches one request: `Ok(Some(body))` for a 2xx answer, `Ok(None)` for 404.
+    pub fn fetch(&self, request: &Request) -> Result<Option<Vec<u8>>, FetchError> {
+        let api = request.api();
+        let attempts = self.retry.attempts.max(1);
+        let mut last_failure = String::new();
+        for attempt in 1..=attempts {
+            if self.disabled[api.index()].load(Ordering::SeqCst) {
+                return Err(FetchError::ApiDisabled { api });
+            }
+            if self.shutdown.requested() {
+                return Err(FetchError::Interrupted);
+            }
+            self.total.fetch_add(1, Ordering::Relaxed);
+            if attempt > 1 {
+                self.retried.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut server_wait = None;
+            match self.transport.send(request) {
+                Ok(reply) => match reply.status {
+                    200..=299 => return Ok(Some(reply.body)),
+                    404 => return Ok(None),
+                    401 | 403 => {
+                        self.disabled[api.index()].store(true, Ordering::SeqCst);
+                        return Err(FetchError::Rejected {
+                            api,
+                            status: reply.status,
+                        });
+                    }
+                    429 | 500..=599 => {
+                        last_failure = format!("HTTP {}", reply.status);
+                        server_wait = reply.retry_after;
+                    }
+                    status => {
+                        return Err(FetchError::Status {
+                            what: request.describe(),
+                            status,
+                        });
+                    }
+                },
+                Err(error) if error.retryable => last_failure = error.message,
+                Err(error) => {
+                    return Err(FetchError::Transport {
+                        what: request.describe(),
+                        reason: error.message,
+                    });
+                }
+            }
+            if attempt < attempts {
+                let wait = self.backoff(attempt, server_wait);
+                log::debug!(
+                    "{}: {last_failure}; retrying in {} ms",
+                    request.describe(),
+                    wait.as_millis()
+                );
+                if !self.shutdown.sleep(wait) {
+                    return Err(FetchError::Interrupted);
+                }
+            }
+        }
+        Err(FetchError::GaveUp {
+            what: request.describe(),
+            attempts,
+            last: last_failure,
+        })
+    }
+
+    /// Exponential backoff with full jitter over the upper half, never shorter than
+    /// what the server asked for (capped at `max_wait`).
+    fn backoff(&self, attempt: u32, server_wait: Option<Duration>) -> Duration {
+        let exponential = self
+            .retry
+            .first_wait
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.retry.max_wait);
+        let jittered = exponential / 2 + exponential.mul_f64(jitter_fraction() / 2.0);
+        match server_wait {
+            Some(wait) => jittered.max(wait.min(self.retry.max_wait)),
+            None => jittered,
+        }
+    }
+}
+
+/// A fraction in [0, 1) that differs between calls and threads; good enough to
+/// spread retries, with no dependency on a random number crate.
+fn jitter_fraction() -> f64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers from a script of statuses, then 200.
+    struct Scripted {
+        statuses: Mutex<Vec<u16>>,
+        sent: AtomicU64,
+    }
+
+    impl Scripted {
+        fn new(statuses: &[u16]) -> Self {
+            Scripted {
+                statuses: Mutex::new(statuses.iter().rev().copied().collect()),
+                sent: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl Transport for Scripted {
+        fn send(&self, _: &Request) -> Result<Reply, TransportError> {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            let status = self.statuses.lock().unwrap().pop().unwrap_or(200);
+            Ok(Reply {
+                status,
+                body: b"{}".to_vec(),
+                retry_after: None,
+            })
+        }
+    }
+
+    fn fast_policy(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            first_wait: Duration::from_millis(1),
+            max_wait: Duration::from_millis(5),
+        }
+    }
+
+    fn client(statuses: &[u16], attempts: u32) -> Client<Scripted> {
+        Client::new(
+            Scripted::new(statuses),
+            fast_policy(attempts),
+            Shutdown::new(),
+        )
+    }
+
+    fn employee() -> Request {
+        Request::Employee { uid: "100".into() }
+    }
+
+    #[test]
+    fn server_errors_are_retried_and_counted() {
+        let client = client(&[500, 503], 4);
+        assert_eq!(client.fetch(&employee()), Ok(Some(b"{}".to_vec())));
+        assert_eq!(
+            client.counts(),
+            RequestCounts {
+                total: 3,
+                retried: 2
+            }
+        );
+    }
+
+    #[test]
+    fn retries_run_out() {
+        let client = client(&[503, 503, 429], 3);
+        let error = client.fetch(&employee()).unwrap_err();
+        assert!(
+            matches!(&error, FetchError::GaveUp { attempts: 3, last, .. } if last == "HTTP 429"),
+            "{error:?}"
+        );
+        assert_eq!(client.counts().total, 3);
+    }
+
+    #[test]
+    fn not_found_is_an_answer() {
+        assert_eq!(client(&[404], 4).fetch(&employee()), Ok(None));
+    }
+
+    #[test]
+    fn rejected_credentials_disable_the_api_without_retry() {
+        let client = client(&[401], 4);
+        assert_eq!(
+            client.fetch(&employee()),
+            Err(FetchError::Rejected {
+                api: Api::Hr,
+                status: 401
+            })
+        );
+        assert_eq!(
+            client.fetch(&employee()),
+            Err(FetchError::ApiDisabled { api: Api::Hr })
+        );
+        assert_eq!(client.transport.sent.load(Ordering::SeqCst), 1);
+        let other = Request::Student { uid: "100".into() };
+        assert!(client.fetch(&other).is_ok(), "other APIs are still asked");
+    }
+
+    #[test]
+    fn client_errors_are_not_retried() {
+        let client = client(&[400], 4);
+        assert!(matches!(
+            client.fetch(&employee()),
+            Err(FetchError::Status { status: 400, .. })
+        ));
+        assert_eq!(client.counts().total, 1);
+    }
+
+    #[test]
+    fn rejection_message_names_variables() {
+        let message = FetchError::Rejected {
+            api: Api::Hr,
+            status: 403,
+        }
+        .to_string();
+        assert!(message.contains("UCB_HR_ID") && message.contains("UCB_HR_KEY"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_honours_retry_after_up_to_the_cap() {
+        let client = Client::new(
+            Scripted::new(&[]),
+            RetryPolicy {
+                attempts: 4,
+                first_wait: Duration::from_millis(100),
+                max_wait: Duration::from_secs(2),
+            },
+            Shutdown::new(),
+        );
+        for attempt in 1..=3u32 {
+            let base = Duration::from_millis(100 * (1 << (attempt - 1)));
+            let wait = client.backoff(attempt, None);
+            assert!(wait >= base / 2 && wait <= base, "{attempt}: {wait:?}");
+        }
+        assert_eq!(
+            client.backoff(1, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            client.backoff(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn paths_and_queries_match_the_spec() {
+        let request = Request::EnrollmentPage {
+            term_id: 2198,
+            section_id: "23971".into(),
+            page: 2,
+        };
+        assert_eq!(
+            request.path(),
+            "/sis/v3/enrollments/terms/2198/classes/sections/23971"
+        );
+        assert_eq!(
+            request.query(),
+            vec![("page-number", "2".into()), ("page-size", "100".into())]
+        );
+        let sections = Request::Sections {
+            term_id: 2198,
+            class_number: "03970".into(),
+        };
+        assert_eq!(sections.path(), "/sis/v1/classes/sections/03970");
+        assert_eq!(
+            sections.replay_path(),
+            PathBuf::from("classes/2198/03970.json")
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The output store: the directory of roster files that the hub reads.
+//!
+//! Invariants: every write is atomic (a `.roster-sync-tmp-*` file in the same
+//! directory, fsync, rename over the target, fsync the directory), so a reader or a
+//! crash sees the old file or the new one, never a mix; files are mode 0640 whatever
+//! the umask; only names the caller passes are touched, and a symlink at such a name is
+//! replaced, never followed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::plan::OnDisk;
+
+const TEMP_PREFIX: &str = ".roster-sync-tmp-";
+const FILE_MODE: u32 = 0o640;
+const DIR_MODE: u32 = 0o750;
+
+/// A file operation on the output directory failed (exit 5).
+#[derive(Debug)]
+pub struct StoreError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "output directory: cannot {} {}: {}; check that the volume is mounted \
+             writable for this user",
+            self.action,
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub struct OutputDir {
+    path: PathBuf,
+}
+
+impl OutputDir {
+    /// An existing directory, for reading only.
+    pub fn existing(path: &Path) -> Self {
+        OutputDir {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The directory, created with mode 0750 (and its parents) when missing.
+    pub fn create(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(path)
+                .map_err(|error| StoreError {
+                    action: "create",
+                    path: path.to_path_buf(),
+                    error,
+                })?;
+            fs::set_permissions(path, Permissions::from_mode(DIR_MODE)).map_err(|error| {
+                StoreError {
+                    action: "set the mode of",
+                    path: path.to_path_buf(),
+                    error,
+                }
+            })?;
+        }
+        Ok(Self::existing(path))
+    }
+
+    fn error(&self, action: &'static str, name: &str, error: std::io::Error) -> StoreError {
+        StoreError {
+            action,
+            path: self.path.join(name),
+            error,
+        }
+    }
+
+    /// What is at `name`, without following a symlink.
+    pub fn read(&self, name: &str) -> Result<OnDisk, StoreError> {
+        let path = self.path.join(name);
+        match fs::symlink_metadata(&path) {
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(OnDisk::Missing),
+            Err(error) => Err(self.error("inspect", name, error)),
+            Ok(metadata) if !metadata.file_type().is_file() => Ok(OnDisk::NotAFile),
+            Ok(_) => fs::read(&path)
+                .map(OnDisk::File)
+                .map_err(|error| self.error("read", name, error)),
+        }
+    }
+
+    /// Reads every name given.
+    pub fn read_all<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, OnDisk>, StoreError> {
+        names
+            .into_iter()
+            .map(|name| Ok((name.clone(), self.read(name)?)))
+            .collect()
+    }
+
+    /// Replaces `name` with `content` atomically.
+    pub fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let temp_name = format!(
+            "{TEMP_PREFIX}{}-{}-{name}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let temp_path = self.path.join(&temp_name);
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&temp_path)
+                .map_err(|error| self.error("create", &temp_name, error))?;
+            // The umask may have narrowed the mode given at creation.
+            file.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(|error| self.error("set the mode of", &temp_name, error))?;
+            file.write_all(content)
+                .and_then(|()| file.sync_all())
+                .map_err(|error| self.error("write", &temp_name, error))?;
+            fs::rename(&temp_path, self.path.join(name))
+                .map_err(|error| self.error("replace", name, error))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp_path);
+        }
+        result?;
+        self.sync()
+    }
+
+    /// Removes `name` (a file or a symlink, never what a symlink points to).
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        match fs::remove_file(self.path.join(name)) {
+            Err(error) if error.kind() != ErrorKind::NotFound => {
+                Err(self.error("remove", name, error))
+            }
+            _ => self.sync(),
+        }
+    }
+
+    /// Removes temporary files that a killed run left behind; returns how many.
+    pub fn remove_stale_temp_files(&self) -> Result<usize, StoreError> {
+        let entries = match fs::read_dir(&self.path) {
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(0),
+            other => other.map_err(|error| self.error("list", "", error))?,
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|error| self.error("list", "", error))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TEMP_PREFIX) {
+                fs::remove_file(entry.path()).map_err(|error| self.error("remove", name, error))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.sync()?;
+        }
+        Ok(removed)
+    }
+
+    /// Makes renames and removals in the directory durable.
+    fn sync(&self) -> Result<(), StoreError> {
+        File::open(&self.path)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| self.error("sync", "", error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_the_directory_and_writes_files_with_fixed_modes() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("srv/profiles.d");
+        let store = OutputDir::create(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o750);
+        store.write("k-students.txt", b"a@x\n").unwrap();
+        store.write("k-students.txt", b"b@x\n").unwrap();
+        assert_eq!(fs::read(dir.join("k-students.txt")).unwrap(), b"b@x\n");
+        assert_eq!(mode(&dir.join("k-students.txt")), 0o640);
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["k-students.txt"], "no temporary file remains");
+    }
+
+    #[test]
+    fn symlinks_are_seen_and_replaced_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside.txt");
+        fs::write(&outside, b"secret\n").unwrap();
+        let store = OutputDir::create(&root.path().join("out")).unwrap();
+        symlink(&outside, root.path().join("out/k-students.txt")).unwrap();
+        assert_eq!(store.read("k-students.txt").unwrap(), OnDisk::NotAFile);
+        store.write("k-students.txt", b"a@x\n").unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"secret\n");
+        assert_eq!(
+            store.read("k-students.txt").unwrap(),
+            OnDisk::File(b"a@x\n".to_vec())
+        );
+        symlink(&outside, root.path().join("out/k-instructors.txt")).unwrap();
+        store.remove("k-instructors.txt").unwrap();
+        assert!(outside.exists());
+        assert_eq!(store.read("k-instructors.txt").unwrap(), OnDisk::Missing);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        fs::write(
+            root.path().join(".roster-sync-tmp-1-0-k-students.txt"),
+            b"partial",
+        )
+        .unwrap();
+        fs::write(root.path().join("notes.txt"), b"keep").unwrap();
+        assert_eq!(store.remove_stale_temp_files().unwrap(), 1);
+        assert!(root.path().join("notes.txt").exists());
+        assert_eq!(store.remove_stale_temp_files().unwrap(), 0);
+    }
+}
