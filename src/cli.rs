@@ -197,6 +197,34 @@ pub struct Options {
           default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
 
+    /// Write Prometheus metrics of each run to this file (node-exporter textfile style).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_SYNC_METRICS_FILE",
+        value_name = "PATH"
+    )]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the same metrics to this Prometheus Pushgateway (job `roster-sync`).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_SYNC_PUSHGATEWAY",
+        value_name = "URL"
+    )]
+    pub pushgateway: Option<String>,
+
+    /// Write a one-line run summary here when the file exists (Kubernetes shows it).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_SYNC_TERMINATION_LOG",
+        value_name = "PATH",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_log: PathBuf,
+
     /// Author and committer name of audit commits.
     #[arg(
         long,

@@ -415,12 +415,15 @@ impl<'a> Coordinator<'a> {
         let key = &self.courses[course].key;
         match &result {
             Fetched::Complete(rosters) => log::info!(
+                course = key.as_str();
                 "{key}: fetched {} students ({} without an address), {} instructor addresses",
                 rosters.students.len(),
                 rosters.no_email,
                 rosters.instructors.len()
             ),
-            Fetched::Failed(reason) => log::error!("{key}: fetch failed: {reason}"),
+            Fetched::Failed(reason) => {
+                log::error!(course = key.as_str(); "{key}: fetch failed: {reason}")
+            }
         }
         self.state[course].result = Some(result);
         self.unfinished -= 1;

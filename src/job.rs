@@ -87,8 +87,45 @@ pub fn run(settings: Settings, shutdown: &Shutdown) -> Report {
     if let Some(error) = &report.error {
         log::error!("{error}");
     }
-    log::info!("{}", report.summary());
+    log::info!(
+        outcome = report.outcome.name(),
+        exit_code = report.exit_code,
+        drift = report.drift;
+        "{}",
+        report.summary()
+    );
     report
+}
+
+/// One line per course: its status, both lists' change, and the reason when held
+/// back, failed or approved.
+fn log_course(course: &plan::CoursePlan) {
+    let level = match course.status {
+        Status::Failed => log::Level::Error,
+        Status::Guarded => log::Level::Warn,
+        _ if course.approved.is_some() => log::Level::Warn,
+        _ => log::Level::Info,
+    };
+    let reason = match (&course.error, &course.approved) {
+        (Some(error), _) => format!(": {error}"),
+        (None, Some(guard)) => format!(": approved although it {guard}"),
+        (None, None) => String::new(),
+    };
+    let (students, instructors) = (&course.students, &course.instructors);
+    log::log!(
+        level,
+        course = course.key.as_str(),
+        status = course.status.name();
+        "{}: {} (students {} +{} -{}, instructors {} +{} -{}){reason}",
+        course.key,
+        course.status.name(),
+        students.count,
+        students.added,
+        students.removed,
+        instructors.count,
+        instructors.added,
+        instructors.removed,
+    );
 }
 
 fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Result<(), Abort> {
@@ -166,19 +203,7 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     let plan = plan::plan(&paired, &head, &settings.guard, settings.prune);
     report.courses = plan.courses.iter().map(CourseReport::from).collect();
     for course in &plan.courses {
-        match course.status {
-            Status::Guarded => log::warn!(
-                "{}: {}",
-                course.key,
-                course.error.as_deref().unwrap_or_default()
-            ),
-            _ if course.approved.is_some() => log::warn!(
-                "{}: approved change applied ({})",
-                course.key,
-                course.approved.as_deref().unwrap_or_default()
-            ),
-            _ => {}
-        }
+        log_course(course);
     }
     if !plan.unconfigured.is_empty() {
         log::info!(
@@ -201,6 +226,7 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     report.drift = reconcile.drift.len();
     for name in &reconcile.drift {
         log::warn!(
+            file = name.as_str();
             "{name} differs from the audit repository (edited, deleted or replaced out of \
              band); {}",
             if settings.dry_run {

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod inspect;
 pub mod job;
 pub mod logging;
+pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod roster;
@@ -50,6 +51,12 @@ pub fn run(cli: &Cli, shutdown: &Shutdown) -> u8 {
             if let Some(path) = report_path {
                 write_report(&report, &path);
             }
+            let sinks = observe::Sinks {
+                metrics_file: cli.options.metrics_file.clone(),
+                pushgateway: cli.options.pushgateway.clone(),
+                termination_log: Some(cli.options.termination_log.clone()),
+            };
+            observe::publish(&report, &sinks);
             report.exit_code
         }
     }

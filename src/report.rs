@@ -40,6 +40,17 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Guarded => "guarded",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Requests {
     pub total: u64,
@@ -196,10 +207,7 @@ impl Report {
         .join(", ");
         format!(
             "outcome {} (exit {}): {} courses ({statuses}); drift {}; requests {} ({} retried); commit {}{}",
-            serde_json::to_value(self.outcome)
-                .expect("outcome serialises")
-                .as_str()
-                .unwrap_or_default(),
+            self.outcome.name(),
             self.exit_code,
             self.courses.len(),
             self.drift,
