@@ -444,3 +444,187 @@ fn page_request((term_id, section_id): &SectionKey, page: u32) -> Request {
         page,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyKind;
+    use crate::source::{Reply, RetryPolicy, TransportError};
+    use std::collections::HashMap;
+
+    /// Answers from a map of replay paths; anything else is 404. Counts every request.
+    struct Canned {
+        answers: HashMap<String, (u16, String)>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl Transport for Canned {
+        fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+            let path = request.replay_path().display().to_string();
+            self.asked.lock().unwrap().push(path.clone());
+            let (status, body) = self
+                .answers
+                .get(&path)
+                .cloned()
+                .unwrap_or((404, String::new()));
+            Ok(Reply {
+                status,
+                body: body.into_bytes(),
+                retry_after: None,
+            })
+        }
+    }
+
+    fn course(key: &str) -> Course {
+        match Course::classify(key) {
+            KeyKind::Course(course) => course,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn sections(ids: &[u32], instructor: &str) -> String {
+        let sections: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(
+                    r#"{{"id":{id},"meetings":[{{"assignedInstructors":[{{"instructor":
+                    {{"identifiers":[{{"type":"campus-uid","id":"{instructor}","disclose":true}}]}},
+                    "role":{{"code":"PI"}}}}]}}]}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"response":{{"classSections":[{}]}}}}"#,
+            sections.join(",")
+        )
+    }
+
+    fn page(first: usize, count: usize) -> String {
+        let rows: Vec<String> = (first..first + count)
+            .map(|n| {
+                format!(
+                    r#"{{"student":{{"emails":[{{"type":{{"code":"CAMP"}},"emailAddress":"s{n}@berkeley.edu"}}]}},
+                    "enrollmentStatus":{{"status":{{"code":"E"}}}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"response":{{"classSectionEnrollments":[{}]}}}}"#,
+            rows.join(",")
+        )
+    }
+
+    fn run(answers: &[(&str, u16, String)], keys: &[&str]) -> (Vec<Fetched>, Vec<String>) {
+        let transport = Canned {
+            answers: answers
+                .iter()
+                .map(|(path, status, body)| (path.to_string(), (*status, body.clone())))
+                .collect(),
+            asked: Mutex::new(Vec::new()),
+        };
+        let policy = RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let client = Arc::new(Client::new(transport, policy, Shutdown::new()));
+        let courses: Vec<Course> = keys.iter().map(|key| course(key)).collect();
+        let options = FetchOptions {
+            concurrency: 3,
+            include_waitlisted: false,
+            excluded_roles: BTreeSet::from(["APRX".to_string()]),
+        };
+        let fetched = fetch_all(Arc::clone(&client), &courses, &options, &Shutdown::new()).unwrap();
+        let mut asked = std::mem::take(&mut *client.transport().asked.lock().unwrap());
+        asked.sort();
+        (fetched, asked)
+    }
+
+    fn students(fetched: &Fetched) -> usize {
+        match fetched {
+            Fetched::Complete(rosters) => rosters.students.len(),
+            Fetched::Failed(reason) => panic!("failed: {reason}"),
+        }
+    }
+
+    #[test]
+    fn shared_sections_and_instructors_are_fetched_once() {
+        let (fetched, asked) = run(
+            &[
+                ("classes/2198/1.json", 200, sections(&[10, 11], "7")),
+                ("classes/2198/2.json", 200, sections(&[11], "7")),
+                ("enrollments/2198/10/page-1.json", 200, page(0, 100)),
+                ("enrollments/2198/10/page-2.json", 200, page(100, 5)),
+                ("enrollments/2198/11/page-1.json", 200, page(200, 3)),
+                ("hr/7.json", 200, r#"{"response":[{"emails":[{"type":{"code":"BUSN"},"emailAddress":"p@berkeley.edu"}]}]}"#.into()),
+            ],
+            &["2019-fall-1", "2019-fall-2"],
+        );
+        assert_eq!(students(&fetched[0]), 108);
+        assert_eq!(students(&fetched[1]), 3);
+        assert_eq!(
+            asked,
+            [
+                "classes/2198/1.json",
+                "classes/2198/2.json",
+                "enrollments/2198/10/page-1.json",
+                "enrollments/2198/10/page-2.json",
+                "enrollments/2198/11/page-1.json",
+                "hr/7.json",
+                "students/7.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_last_page_is_followed_by_one_more_request() {
+        let (fetched, asked) = run(
+            &[
+                ("classes/2198/1.json", 200, sections(&[10], "7")),
+                ("enrollments/2198/10/page-1.json", 200, page(0, 100)),
+            ],
+            &["2019-fall-1"],
+        );
+        assert_eq!(students(&fetched[0]), 100);
+        assert!(asked.contains(&"enrollments/2198/10/page-2.json".to_string()));
+        assert_eq!(asked.len(), 5);
+    }
+
+    #[test]
+    fn a_failed_piece_fails_only_the_courses_that_need_it() {
+        let (fetched, _) = run(
+            &[
+                ("classes/2198/1.json", 200, sections(&[10], "7")),
+                ("classes/2198/2.json", 200, sections(&[11], "8")),
+                ("enrollments/2198/10/page-1.json", 200, page(0, 100)),
+                ("enrollments/2198/10/page-2.json", 500, String::new()),
+                ("enrollments/2198/11/page-1.json", 200, page(0, 2)),
+            ],
+            &["2019-fall-1", "2019-fall-2", "2019-fall-3"],
+        );
+        assert!(matches!(&fetched[0], Fetched::Failed(reason) if reason.contains("page 2")));
+        assert_eq!(students(&fetched[1]), 2);
+        assert!(
+            matches!(&fetched[2], Fetched::Failed(reason) if reason.contains("class section not found"))
+        );
+    }
+
+    #[test]
+    fn a_section_that_never_ends_fails_at_the_page_cap() {
+        let mut answers = vec![("classes/2198/1.json".to_string(), 200, sections(&[10], "7"))];
+        for n in 1..=MAX_PAGES + 1 {
+            answers.push((
+                format!("enrollments/2198/10/page-{n}.json"),
+                200,
+                page(0, 100),
+            ));
+        }
+        let answers: Vec<(&str, u16, String)> = answers
+            .iter()
+            .map(|(p, s, b)| (p.as_str(), *s, b.clone()))
+            .collect();
+        let (fetched, asked) = run(&answers, &["2019-fall-1"]);
+        assert!(matches!(&fetched[0], Fetched::Failed(reason) if reason.contains("giving up")));
+        let pages = asked.iter().filter(|path| path.contains("page-")).count();
+        assert_eq!(pages, MAX_PAGES as usize);
+    }
+}

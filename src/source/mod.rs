@@ -309,6 +309,11 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    #[cfg(test)]
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
     pub fn counts(&self) -> RequestCounts {
         RequestCounts {
             total: self.total.load(Ordering::Relaxed),
