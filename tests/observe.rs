@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -19,7 +18,9 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Vec<(String, f64)>> {
     let valid_name = |name: &str| {
         !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -48,7 +49,11 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Vec<(String, f64)>> {
             }
             None => (series, String::new()),
         };
-        assert_eq!(typed.as_deref(), Some(name), "sample before its TYPE: {line}");
+        assert_eq!(
+            typed.as_deref(),
+            Some(name),
+            "sample before its TYPE: {line}"
+        );
         families.get_mut(name).unwrap().push((labels, value));
     }
     families
@@ -56,7 +61,10 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Vec<(String, f64)>> {
 
 fn no_address_in(text: &str) {
     for domain in ["berkeley.edu", "example.com", "example.org"] {
-        assert!(!text.contains(domain), "an address ({domain}) leaked: {text}");
+        assert!(
+            !text.contains(domain),
+            "an address ({domain}) leaked: {text}"
+        );
     }
 }
 
@@ -119,7 +127,10 @@ fn the_metrics_file_has_every_family() {
         "roster_sync_requests_retried",
         "roster_sync_guard_trips",
     ] {
-        assert!(families.contains_key(family), "{family} missing in:\n{text}");
+        assert!(
+            families.contains_key(family),
+            "{family} missing in:\n{text}"
+        );
     }
     let value = |family: &str, labels: &str| {
         families[family]
@@ -128,10 +139,16 @@ fn the_metrics_file_has_every_family() {
             .unwrap_or_else(|| panic!("{family}{{{labels}}}"))
             .1
     };
-    assert_eq!(value("roster_sync_run_outcome", r#"outcome="success""#), 1.0);
+    assert_eq!(
+        value("roster_sync_run_outcome", r#"outcome="success""#),
+        1.0
+    );
     assert_eq!(value("roster_sync_courses", r#"status="created""#), 4.0);
     assert_eq!(
-        value("roster_sync_members", r#"course="2019-fall-23970",list="students""#),
+        value(
+            "roster_sync_members",
+            r#"course="2019-fall-23970",list="students""#
+        ),
         135.0
     );
     assert_eq!(value("roster_sync_requests", ""), 33.0);
@@ -147,8 +164,17 @@ fn the_metrics_file_has_every_family() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
     let failed = parse_exposition(&std::fs::read_to_string(&metrics).unwrap());
-    assert_eq!(failed["roster_sync_last_success_timestamp_seconds"][0].1, first_success);
-    let outcome = |labels: &str| failed["roster_sync_run_outcome"].iter().find(|(l, _)| l == labels).unwrap().1;
+    assert_eq!(
+        failed["roster_sync_last_success_timestamp_seconds"][0].1,
+        first_success
+    );
+    let outcome = |labels: &str| {
+        failed["roster_sync_run_outcome"]
+            .iter()
+            .find(|(l, _)| l == labels)
+            .unwrap()
+            .1
+    };
     assert_eq!(outcome(r#"outcome="failed""#), 1.0);
     assert_eq!(outcome(r#"outcome="success""#), 0.0);
 }
@@ -162,7 +188,11 @@ fn metrics_are_pushed_to_the_pushgateway() {
         for mut request in server.incoming_requests() {
             let mut body = String::new();
             request.as_reader().read_to_string(&mut body).unwrap();
-            let _ = pushed.send((request.method().to_string(), request.url().to_string(), body));
+            let _ = pushed.send((
+                request.method().to_string(),
+                request.url().to_string(),
+                body,
+            ));
             let _ = request.respond(tiny_http::Response::empty(200));
         }
     });
@@ -175,7 +205,10 @@ fn metrics_are_pushed_to_the_pushgateway() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
     let (method, url, body) = received.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((method.as_str(), url.as_str()), ("PUT", "/metrics/job/roster-sync"));
+    assert_eq!(
+        (method.as_str(), url.as_str()),
+        ("PUT", "/metrics/job/roster-sync")
+    );
     let families = parse_exposition(&body);
     assert!(families.contains_key("roster_sync_members"));
     no_address_in(&body);
@@ -216,5 +249,8 @@ fn the_termination_log_gets_the_summary_when_it_exists() {
     assert_eq!(status.code(), Some(0));
     let summary = std::fs::read_to_string(&present).unwrap();
     assert_eq!(summary.lines().count(), 1);
-    assert!(summary.starts_with("outcome success (exit 0): 4 courses"), "{summary}");
+    assert!(
+        summary.starts_with("outcome success (exit 0): 4 courses"),
+        "{summary}"
+    );
 }
