@@ -70,19 +70,26 @@ impl Abort {
 /// Runs `sync` (or `plan` when `settings.dry_run`) and returns its report.
 pub fn run(settings: Settings, shutdown: &Shutdown) -> Report {
     let started = Instant::now();
-    let now = SystemTime::now();
-    let run_id = format!(
-        "{}-{}",
-        humantime::format_rfc3339_seconds(now),
-        std::process::id()
-    );
-    let mut report = Report::new(
-        run_id,
-        humantime::format_rfc3339_seconds(now).to_string(),
-        settings.dry_run,
-    );
+    let mut report = new_report(settings.dry_run);
     let result = execute(&settings, shutdown, &mut report);
-    report.conclude(result.err().map(Abort::into_stop));
+    conclude(report, result.err().map(Abort::into_stop), started)
+}
+
+/// The report of a run whose command line was rejected before it started.
+pub fn rejected(error: ConfigError, dry_run: bool) -> Report {
+    let report = new_report(dry_run);
+    conclude(report, Some(Abort::from(error).into_stop()), Instant::now())
+}
+
+fn new_report(dry_run: bool) -> Report {
+    let now = SystemTime::now();
+    let started_at = humantime::format_rfc3339_seconds(now).to_string();
+    let run_id = format!("{started_at}-{}", std::process::id());
+    Report::new(run_id, started_at, dry_run)
+}
+
+fn conclude(mut report: Report, stop: Option<(Stop, String)>, started: Instant) -> Report {
+    report.conclude(stop);
     report.duration_seconds = started.elapsed().as_secs_f64();
     if let Some(error) = &report.error {
         log::error!("{error}");

@@ -31,35 +31,40 @@ use shutdown::Shutdown;
 /// Runs the command line's command and returns the process exit code.
 pub fn run(cli: &Cli, shutdown: &Shutdown) -> u8 {
     let approve_env = std::env::var("ROSTER_SYNC_APPROVE").ok();
-    let mut settings = match Settings::from_options(&cli.options, approve_env.as_deref()) {
-        Ok(settings) => settings,
-        Err(error) => {
+    let settings = Settings::from_options(&cli.options, approve_env.as_deref());
+    let mut stdout = std::io::stdout().lock();
+    let command = cli.selected_command();
+    let settings = match (command.clone(), settings) {
+        (Command::Sync | Command::Plan, settings) => settings,
+        (_, Err(error)) => {
             log::error!("{error}");
             return report::Stop::Config.exit_code();
         }
-    };
-    let mut stdout = std::io::stdout().lock();
-    match cli.selected_command() {
-        Command::Check => inspect::check(&settings, &mut stdout),
-        Command::Verify => inspect::verify(&settings, &mut stdout),
-        Command::History(args) => inspect::history(&settings, &args, &mut stdout),
-        command @ (Command::Sync | Command::Plan) => {
-            drop(stdout);
-            settings.dry_run |= command == Command::Plan;
-            let report_path = settings.report.clone();
-            let report = job::run(settings, shutdown);
-            if let Some(path) = report_path {
-                write_report(&report, &path);
-            }
-            let sinks = observe::Sinks {
-                metrics_file: cli.options.metrics_file.clone(),
-                pushgateway: cli.options.pushgateway.clone(),
-                termination_log: Some(cli.options.termination_log.clone()),
-            };
-            observe::publish(&report, &sinks);
-            report.exit_code
+        (Command::Check, Ok(settings)) => return inspect::check(&settings, &mut stdout),
+        (Command::Verify, Ok(settings)) => return inspect::verify(&settings, &mut stdout),
+        (Command::History(args), Ok(settings)) => {
+            return inspect::history(&settings, &args, &mut stdout);
         }
+    };
+    drop(stdout);
+    let dry_run = command == Command::Plan;
+    let report = match settings {
+        Ok(mut settings) => {
+            settings.dry_run |= dry_run;
+            job::run(settings, shutdown)
+        }
+        Err(error) => job::rejected(error, dry_run || cli.options.dry_run),
+    };
+    if let Some(path) = &cli.options.report {
+        write_report(&report, path);
     }
+    let sinks = observe::Sinks {
+        metrics_file: cli.options.metrics_file.clone(),
+        pushgateway: cli.options.pushgateway.clone(),
+        termination_log: Some(cli.options.termination_log.clone()),
+    };
+    observe::publish(&report, &sinks);
+    report.exit_code
 }
 
 fn write_report(report: &report::Report, path: &Path) {

@@ -118,7 +118,9 @@ pub struct Change {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Students {
     pub roster: Roster,
-    /// Distinct counted students (by UID when SIS discloses one) without a usable address.
+    /// Distinct enrolled (`E`) students, by UID when SIS discloses one, without a usable
+    /// address. Waitlisted ones are left out of this count even when they are listed,
+    /// because the report defines it over enrolled students.
     pub no_email: usize,
 }
 
@@ -140,6 +142,7 @@ pub fn students<'a>(
             Some(address) => {
                 addresses.insert(address);
             }
+            None if row.status != "E" => {}
             None => match &row.uid {
                 Some(uid) => {
                     without_address_by_uid.insert(uid.as_str());
@@ -223,7 +226,10 @@ mod tests {
             with_waitlist.roster.iter().collect::<Vec<_>>(),
             ["one@berkeley.edu", "wait@berkeley.edu"]
         );
-        assert_eq!(with_waitlist.no_email, 3);
+        assert_eq!(
+            with_waitlist.no_email, 2,
+            "waitlisted rows are not enrolled"
+        );
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl Sandbox {
         if heads.trim().is_empty() {
             return 0;
         }
-        self.git(&["rev-list", "--count", "main"]).trim().parse().unwrap()
+        self.git(&["rev-list", "--count", "main"])
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// The files of the audit HEAD, by name.
