@@ -212,6 +212,15 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     for course in &plan.courses {
         log_course(course);
     }
+    for key in &settings.guard.approvals {
+        let used = plan
+            .courses
+            .iter()
+            .any(|course| &course.key == key && course.approved.is_some());
+        if !used {
+            log::info!("approval of {key} was not needed: no guard held its change back");
+        }
+    }
     if !plan.unconfigured.is_empty() {
         log::info!(
             "{} courses in the audit repository are no longer configured; their files are \

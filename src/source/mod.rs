@@ -14,7 +14,8 @@ pub mod replay;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::shutdown::Shutdown;
@@ -287,6 +288,97 @@ pub struct RequestCounts {
     pub retried: u64,
 }
 
+/// What a run knows of one API's credentials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Trust {
+    #[default]
+    Unknown,
+    /// One request is out to find out; the others wait for its answer.
+    Probing,
+    Accepted,
+    Rejected,
+}
+
+/// Until an API has answered once with anything but 401/403, its requests go one at a
+/// time, so rejected credentials cost exactly one request, not one per worker.
+#[derive(Default)]
+struct CredentialGate {
+    trust: Mutex<Trust>,
+    changed: Condvar,
+}
+
+enum Denied {
+    Rejected,
+    Interrupted,
+}
+
+/// The right to send one request; a probe that ends without a verdict (a transport
+/// error, a panic) hands the probing on to the next request.
+struct Pass<'a> {
+    gate: &'a CredentialGate,
+    probe: bool,
+}
+
+impl CredentialGate {
+    fn enter(&self, shutdown: &Shutdown) -> Result<Pass<'_>, Denied> {
+        let mut trust = self.trust.lock().expect("gate lock");
+        loop {
+            match *trust {
+                Trust::Accepted => {
+                    return Ok(Pass {
+                        gate: self,
+                        probe: false,
+                    });
+                }
+                Trust::Rejected => return Err(Denied::Rejected),
+                Trust::Unknown => {
+                    *trust = Trust::Probing;
+                    return Ok(Pass {
+                        gate: self,
+                        probe: true,
+                    });
+                }
+                Trust::Probing if shutdown.requested() => return Err(Denied::Interrupted),
+                Trust::Probing => {
+                    trust = self
+                        .changed
+                        .wait_timeout(trust, Duration::from_millis(50))
+                        .expect("gate lock")
+                        .0;
+                }
+            }
+        }
+    }
+
+    fn settle(&self, verdict: Trust) {
+        let mut trust = self.trust.lock().expect("gate lock");
+        if verdict == Trust::Rejected || *trust == Trust::Probing {
+            *trust = verdict;
+        }
+        self.changed.notify_all();
+    }
+}
+
+impl Pass<'_> {
+    /// Records what an HTTP answer says of the credentials.
+    fn answered(mut self, status: u16) {
+        if matches!(status, 401 | 403) {
+            self.gate.settle(Trust::Rejected);
+        } else if self.probe {
+            self.gate.settle(Trust::Accepted);
+        }
+        self.probe = false;
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.gate.settle(Trust::Unknown);
+        }
+    }
+}
+
 /// The shared request policy around a transport; safe to use from many threads.
 pub struct Client<T> {
     transport: T,
@@ -294,7 +386,7 @@ pub struct Client<T> {
     shutdown: Shutdown,
     total: AtomicU64,
     retried: AtomicU64,
-    disabled: [AtomicBool; 4],
+    gates: [CredentialGate; 4],
 }
 
 impl<T: Transport> Client<T> {
@@ -305,7 +397,7 @@ impl<T: Transport> Client<T> {
             shutdown,
             total: AtomicU64::new(0),
             retried: AtomicU64::new(0),
-            disabled: Default::default(),
+            gates: Default::default(),
         }
     }
 
@@ -327,23 +419,30 @@ impl<T: Transport> Client<T> {
         let attempts = self.retry.attempts.max(1);
         let mut last_failure = String::new();
         for attempt in 1..=attempts {
-            if self.disabled[api.index()].load(Ordering::SeqCst) {
-                return Err(FetchError::ApiDisabled { api });
-            }
             if self.shutdown.requested() {
                 return Err(FetchError::Interrupted);
             }
+            let pass = match self.gates[api.index()].enter(&self.shutdown) {
+                Ok(pass) => pass,
+                Err(Denied::Rejected) => return Err(FetchError::ApiDisabled { api }),
+                Err(Denied::Interrupted) => return Err(FetchError::Interrupted),
+            };
             self.total.fetch_add(1, Ordering::Relaxed);
             if attempt > 1 {
                 self.retried.fetch_add(1, Ordering::Relaxed);
             }
             let mut server_wait = None;
-            match self.transport.send(request) {
+            let sent = self.transport.send(request);
+            if let Ok(reply) = &sent {
+                pass.answered(reply.status);
+            } else {
+                drop(pass);
+            }
+            match sent {
                 Ok(reply) => match reply.status {
                     200..=299 => return Ok(Some(reply.body)),
                     404 => return Ok(None),
                     401 | 403 => {
-                        self.disabled[api.index()].store(true, Ordering::SeqCst);
                         return Err(FetchError::Rejected {
                             api,
                             status: reply.status,
@@ -516,6 +615,25 @@ mod tests {
         assert_eq!(client.transport.sent.load(Ordering::SeqCst), 1);
         let other = Request::Student { uid: "100".into() };
         assert!(client.fetch(&other).is_ok(), "other APIs are still asked");
+    }
+
+    #[test]
+    fn concurrent_requests_wait_for_the_first_answer_on_credentials() {
+        let rejecting = client(&[401, 401, 401, 401], 4);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| assert!(rejecting.fetch(&employee()).is_err()));
+            }
+        });
+        assert_eq!(rejecting.transport.sent.load(Ordering::SeqCst), 1);
+
+        let accepting = client(&[], 4);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| assert!(accepting.fetch(&employee()).is_ok()));
+            }
+        });
+        assert_eq!(accepting.transport.sent.load(Ordering::SeqCst), 4);
     }
 
     #[test]

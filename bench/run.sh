@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Benchmark of `roster-sync sync` against the local SIS emulator (loopback only).
+#
+# Builds the release binary and bench/emulator (which compiles tests/common/sis_server.rs),
+# serves a synthetic campus with a fixed latency per request, runs one sync with file
+# credentials into a temporary directory, and prints wall time, request counts (report and
+# emulator) against the lower bound, peak memory, and wall time over the ideal time
+# max(requests x latency / concurrency, longest dependent chain x latency).
+#
+# Usage: bench/run.sh            (environment overrides below)
+#   COURSES=200 SECTIONS=3 STUDENTS=150 POOL=150 SEED=1 LATENCY_MS=20 CONCURRENCY=8
+#   RUN_TIMEOUT=600 (seconds; the sync is killed after that)
+# Exit status: 0 when the rosters match the oracle and the run succeeded, 1 otherwise.
+
+set -euo pipefail
+
+COURSES=${COURSES:-200}
+SECTIONS=${SECTIONS:-3}
+STUDENTS=${STUDENTS:-150}
+POOL=${POOL:-150}
+SEED=${SEED:-1}
+LATENCY_MS=${LATENCY_MS:-20}
+CONCURRENCY=${CONCURRENCY:-8}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+campus=(--courses "$COURSES" --sections "$SECTIONS" --students "$STUDENTS" --pool "$POOL" --seed "$SEED")
+
+if [[ ! -x /usr/bin/time ]]; then
+    echo "bench: /usr/bin/time is missing (apt-get install -y time); peak memory is not measured" >&2
+fi
+
+echo "bench: building (release)..." >&2
+cargo build --quiet --release --manifest-path "$root/Cargo.toml"
+cargo build --quiet --release --manifest-path "$root/bench/emulator/Cargo.toml" \
+    --target-dir "$root/target/bench-emulator"
+bin="$root/target/release/roster-sync"
+emulator="$root/target/bench-emulator/release/sis-emulator"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/roster-sync-bench.XXXXXX")
+emulator_pid=
+cleanup() {
+    if [[ -n "$emulator_pid" ]]; then
+        kill "$emulator_pid" 2>/dev/null || true
+        wait "$emulator_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$emulator" serve "${campus[@]}" --latency-ms "$LATENCY_MS" \
+    --values "$work/values.yaml" --info "$work/info" 2>"$work/emulator.log" &
+emulator_pid=$!
+for _ in $(seq 100); do
+    [[ -f "$work/info" ]] && break
+    kill -0 "$emulator_pid" 2>/dev/null || { cat "$work/emulator.log" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -f "$work/info" ]] || { echo "bench: the emulator did not start" >&2; exit 1; }
+base_url=$(sed -n 's/^base_url=//p' "$work/info")
+
+# File credentials, as in the CronJob (a mounted secret).
+creds=()
+for var in SIS_CLASSES SIS_ENROLLMENTS SIS_STUDENTS UCB_HR; do
+    slug=$(echo "${var#*_}" | tr 'A-Z' 'a-z')
+    printf 'test-%s-id\n' "$slug" >"$work/${var}_ID"
+    printf 'test-%s-key-XYZ\n' "$slug" >"$work/${var}_KEY"
+    creds+=("${var}_ID_FILE=$work/${var}_ID" "${var}_KEY_FILE=$work/${var}_KEY")
+done
+
+# time(1) outside timeout(1): the maximum RSS it reports covers waited-for descendants.
+measure=()
+[[ -x /usr/bin/time ]] && measure=(/usr/bin/time -v -o "$work/time.txt")
+timeout=$(command -v timeout)
+
+echo "bench: $COURSES courses, ${LATENCY_MS} ms latency, concurrency $CONCURRENCY, $base_url" >&2
+# The emulator's CPU time (clock ticks) shares the machine with the job: report it too.
+emulator_ticks() { awk '{ print $14 + $15 }' "/proc/$emulator_pid/stat"; }
+ticks_before=$(emulator_ticks)
+started=$(date +%s.%N)
+set +e
+env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=warn "${creds[@]}" \
+    "${measure[@]}" "$timeout" "$RUN_TIMEOUT" "$bin" sync \
+    --values "$work/values.yaml" --api-base "$base_url" \
+    --output-dir "$work/profiles.d" --audit-repo "$work/audit" \
+    --report "$work/report.json" --concurrency "$CONCURRENCY" 2>"$work/sync.log"
+status=$?
+set -e
+finished=$(date +%s.%N)
+wall=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.3f", b - a }')
+emulator_cpu=$(awk -v a="$ticks_before" -v b="$(emulator_ticks)" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.2f", (b - a) / hz }')
+
+echo "command:                roster-sync sync --concurrency $CONCURRENCY (file credentials, RUST_LOG=warn)"
+echo "exit status:            $status"
+if [[ -f "$work/time.txt" ]]; then
+    rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$work/time.txt")
+    echo "peak memory:            $((rss / 1024)) MiB ($rss KiB max RSS)"
+    user=$(sed -n 's/^[[:space:]]*User time (seconds): //p' "$work/time.txt")
+    system=$(sed -n 's/^[[:space:]]*System time (seconds): //p' "$work/time.txt")
+    echo "cpu (roster-sync):      ${user} s user, ${system} s system"
+fi
+echo "cpu (emulator):         ${emulator_cpu} s (machine: $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+if [[ $status -ne 0 ]]; then
+    echo "bench: sync failed; last log lines:" >&2
+    tail -n 20 "$work/sync.log" >&2
+fi
+"$emulator" check "${campus[@]}" --output-dir "$work/profiles.d" --report "$work/report.json" \
+    --stats-url "$base_url" --wall "$wall" --latency-ms "$LATENCY_MS" --concurrency "$CONCURRENCY"
