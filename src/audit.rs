@@ -148,15 +148,28 @@ pub struct AuditRepo {
 
 impl AuditRepo {
     /// Opens the repository, or creates it bare on branch `main` when the directory is
-    /// missing or holds nothing but our lock file (and a volume's `lost+found`).
+    /// missing or holds nothing but our lock file, a volume's `lost+found`, and what a
+    /// creation killed half way left (creating again completes it and keeps what is
+    /// there).
     pub fn open_or_init(path: &Path, _lock: &RunLock) -> Result<Self, AuditError> {
+        const EXPECTED: [&str; 9] = [
+            LOCK_FILE,
+            "lost+found",
+            "HEAD",
+            "config",
+            "description",
+            "hooks",
+            "info",
+            "objects",
+            "refs",
+        ];
         if let Some(repo) = Self::open_existing(path)? {
             return Ok(repo);
         }
         let entries = fs::read_dir(path).map_err(io_error(path, "list"))?;
         for entry in entries {
             let name = entry.map_err(io_error(path, "list"))?.file_name();
-            if name != LOCK_FILE && name != "lost+found" {
+            if !EXPECTED.iter().any(|expected| name == *expected) {
                 return Err(AuditError::NotARepository {
                     path: path.to_path_buf(),
                 });
@@ -429,6 +442,22 @@ mod tests {
         assert!(matches!(lock(dir.path()), Err(AuditError::Locked { .. })));
         drop(held);
         assert!(lock(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_creation_killed_half_way_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock(dir.path()).unwrap();
+        for folder in ["hooks", "info", "objects/info", "refs/heads"] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+        }
+        fs::write(dir.path().join("description"), b"Unnamed repository").unwrap();
+        let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
+        assert!(repo.head_tree().unwrap().is_empty());
+        assert_eq!(
+            repo.repo.find_reference("HEAD").unwrap().symbolic_target(),
+            Ok(Some("refs/heads/main"))
+        );
     }
 
     #[test]

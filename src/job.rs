@@ -2,10 +2,12 @@
 //! apply → report.
 //!
 //! Order of effects, chosen for crash safety: the lock first (a second run changes
-//! nothing), then the audit commit, then the files. A run killed after the commit
-//! leaves files that differ from HEAD, and the next run restores them from HEAD as
-//! drift; a run killed before the commit leaves everything as it was. Every file write
-//! is atomic, so each roster file is always either old or new.
+//! nothing); then every new file staged under a temporary name and pruned files
+//! removed; then the audit commit; then the staged files renamed into place. A run
+//! killed before the commit leaves the old files (a pruned file it already removed is
+//! restored from HEAD as drift, or pruned again); a run killed after it leaves files
+//! that differ from HEAD, which the next run restores as drift. Every file is replaced
+//! by rename, so each roster file is always either old or new.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -255,6 +257,18 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     let (Some(repo), Some(lock)) = (repo, lock) else {
         return Ok(());
     };
+    // Files are staged and pruned files removed before the commit, so a directory that
+    // cannot be written stops the run before the audit trail records anything; a kill
+    // after the commit leaves staged files that the next run cleans up, and files that
+    // differ from HEAD, which it restores.
+    let staged = reconcile
+        .writes
+        .iter()
+        .map(|name| store.stage(name, &plan.tree[name]))
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in &reconcile.removals {
+        store.remove(name)?;
+    }
     if let Some(message) = plan.commit_message(&head, &report.run_id, env!("CARGO_PKG_VERSION")) {
         let oid = repo.commit(&plan.tree, &message, &settings.author, &lock)?;
         log::info!(
@@ -263,12 +277,10 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
         );
         report.commit = Some(oid.to_string());
     }
-    for name in &reconcile.writes {
-        store.write(name, &plan.tree[name])?;
+    for file in staged {
+        file.publish()?;
     }
-    for name in &reconcile.removals {
-        store.remove(name)?;
-    }
+    store.sync()?;
     Ok(())
 }
 

@@ -110,35 +110,41 @@ impl OutputDir {
             .collect()
     }
 
-    /// Replaces `name` with `content` atomically.
-    pub fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
+    /// Writes `content` to a durable temporary file beside `name`; [`Staged::publish`]
+    /// then renames it over `name`. Staging every file before the audit commit proves the
+    /// directory writable (and the volume not full) before anything is recorded.
+    pub fn stage(&self, name: &str, content: &[u8]) -> Result<Staged<'_>, StoreError> {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let temp_name = format!(
             "{TEMP_PREFIX}{}-{}-{name}",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        let temp_path = self.path.join(&temp_name);
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&temp_path)
-                .map_err(|error| self.error("create", &temp_name, error))?;
-            // The umask may have narrowed the mode given at creation.
-            file.set_permissions(Permissions::from_mode(FILE_MODE))
-                .map_err(|error| self.error("set the mode of", &temp_name, error))?;
-            file.write_all(content)
-                .and_then(|()| file.sync_all())
-                .map_err(|error| self.error("write", &temp_name, error))?;
-            fs::rename(&temp_path, self.path.join(name))
-                .map_err(|error| self.error("replace", name, error))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp_path);
-        }
-        result?;
+        let staged = Staged {
+            store: self,
+            temp_name,
+            name: name.to_string(),
+            published: false,
+        };
+        let temp_path = self.path.join(&staged.temp_name);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&temp_path)
+            .map_err(|error| self.error("create", &staged.temp_name, error))?;
+        // The umask may have narrowed the mode given at creation.
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(|error| self.error("set the mode of", &staged.temp_name, error))?;
+        file.write_all(content)
+            .and_then(|()| file.sync_all())
+            .map_err(|error| self.error("write", &staged.temp_name, error))?;
+        Ok(staged)
+    }
+
+    /// Replaces `name` with `content` atomically.
+    pub fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
+        self.stage(name, content)?.publish()?;
         self.sync()
     }
 
@@ -175,10 +181,42 @@ impl OutputDir {
     }
 
     /// Makes renames and removals in the directory durable.
-    fn sync(&self) -> Result<(), StoreError> {
+    pub fn sync(&self) -> Result<(), StoreError> {
         File::open(&self.path)
             .and_then(|dir| dir.sync_all())
             .map_err(|error| self.error("sync", "", error))
+    }
+}
+
+/// A roster file written to its temporary name, not yet in place. Dropped without
+/// being published, it removes its temporary file.
+pub struct Staged<'a> {
+    store: &'a OutputDir,
+    temp_name: String,
+    name: String,
+    published: bool,
+}
+
+impl Staged<'_> {
+    /// Renames the temporary file over the target; call [`OutputDir::sync`] after the
+    /// last one to make the renames durable.
+    pub fn publish(mut self) -> Result<(), StoreError> {
+        let store = self.store;
+        fs::rename(
+            store.path.join(&self.temp_name),
+            store.path.join(&self.name),
+        )
+        .map_err(|error| store.error("replace", &self.name, error))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(self.store.path.join(&self.temp_name));
+        }
     }
 }
 
@@ -226,6 +264,33 @@ mod tests {
         store.remove("k-instructors.txt").unwrap();
         assert!(outside.exists());
         assert_eq!(store.read("k-instructors.txt").unwrap(), OnDisk::Missing);
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_published() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        store.write("k-students.txt", b"old\n").unwrap();
+        let staged = store.stage("k-students.txt", b"new\n").unwrap();
+        assert_eq!(
+            fs::read(root.path().join("k-students.txt")).unwrap(),
+            b"old\n"
+        );
+        staged.publish().unwrap();
+        assert_eq!(
+            fs::read(root.path().join("k-students.txt")).unwrap(),
+            b"new\n"
+        );
+        drop(store.stage("k-instructors.txt", b"x\n").unwrap());
+        let names: Vec<_> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["k-students.txt"],
+            "an unpublished stage leaves nothing"
+        );
     }
 
     #[test]
