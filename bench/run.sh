@@ -10,6 +10,7 @@
 # Usage: bench/run.sh            (environment overrides below)
 #   COURSES=200 SECTIONS=3 STUDENTS=150 POOL=150 SEED=1 LATENCY_MS=20 CONCURRENCY=8
 #   RUN_TIMEOUT=600 (seconds; the sync is killed after that)
+#   BENCH_RUST_LOG=warn (RUST_LOG of the sync), BENCH_LOG=PATH (keep the sync's stderr there)
 # Exit status: 0 when the rosters match the oracle and the run succeeded, 1 otherwise.
 
 set -euo pipefail
@@ -80,7 +81,7 @@ emulator_ticks() { awk '{ print $14 + $15 }' "/proc/$emulator_pid/stat"; }
 ticks_before=$(emulator_ticks)
 started=$(date +%s.%N)
 set +e
-env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=warn "${creds[@]}" \
+env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=${BENCH_RUST_LOG:-warn} "${creds[@]}" \
     "${measure[@]}" "$timeout" "$RUN_TIMEOUT" "$bin" sync \
     --values "$work/values.yaml" --api-base "$base_url" \
     --output-dir "$work/profiles.d" --audit-repo "$work/audit" \
@@ -88,6 +89,7 @@ env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=warn "${creds[@]}" \
 status=$?
 set -e
 finished=$(date +%s.%N)
+if [[ -n "${BENCH_LOG:-}" ]]; then cp "$work/sync.log" "$BENCH_LOG"; fi
 wall=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.3f", b - a }')
 emulator_cpu=$(awk -v a="$ticks_before" -v b="$(emulator_ticks)" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%.2f", (b - a) / hz }')
@@ -108,3 +110,19 @@ if [[ $status -ne 0 ]]; then
 fi
 "$emulator" check "${campus[@]}" --output-dir "$work/profiles.d" --report "$work/report.json" \
     --stats-url "$base_url" --wall "$wall" --latency-ms "$LATENCY_MS" --concurrency "$CONCURRENCY"
+
+# The steady state: a second run over the same campus, the daily case of a CronJob.
+# Nothing changed, so it fetches the same requests and writes and commits nothing.
+started=$(date +%s.%N)
+env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=${BENCH_RUST_LOG:-warn} "${creds[@]}" \
+    "$timeout" "$RUN_TIMEOUT" "$bin" sync \
+    --values "$work/values.yaml" --api-base "$base_url" \
+    --output-dir "$work/profiles.d" --audit-repo "$work/audit" \
+    --report "$work/report2.json" --concurrency "$CONCURRENCY" 2>"$work/sync2.log" \
+    || { echo "bench: the second sync failed" >&2; tail -n 20 "$work/sync2.log" >&2; exit 1; }
+finished=$(date +%s.%N)
+requests=$(sed -n 's/^ *"total": \([0-9]*\),*$/\1/p' "$work/report2.json" | head -n 1)
+awk -v a="$started" -v b="$finished" -v n="$requests" -v l="$LATENCY_MS" -v c="$CONCURRENCY" 'BEGIN {
+    wall = b - a; ideal = n * l / 1000 / c
+    printf "second run (no change):  %.2f s wall, %d requests, ideal %.2f s, wall / ideal %.2f\n", wall, n, ideal, wall / ideal
+}'

@@ -166,14 +166,22 @@ impl AuditRepo {
         if let Some(repo) = Self::open_existing(path)? {
             return Ok(repo);
         }
-        let entries = fs::read_dir(path).map_err(io_error(path, "list"))?;
-        for entry in entries {
+        let mut stale_locks = Vec::new();
+        for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
             let name = entry.map_err(io_error(path, "list"))?.file_name();
-            if !EXPECTED.iter().any(|expected| name == *expected) {
-                return Err(AuditError::NotARepository {
-                    path: path.to_path_buf(),
-                });
+            if EXPECTED.iter().any(|expected| name == *expected) {
+                continue;
             }
+            if name.to_string_lossy().ends_with(".lock") {
+                stale_locks.push(path.join(name));
+                continue;
+            }
+            return Err(AuditError::NotARepository {
+                path: path.to_path_buf(),
+            });
+        }
+        for stale in stale_locks {
+            fs::remove_file(&stale).map_err(io_error(&stale, "remove a stale lock"))?;
         }
         let repo = Repository::init_opts(
             path,
@@ -452,6 +460,7 @@ mod tests {
             fs::create_dir_all(dir.path().join(folder)).unwrap();
         }
         fs::write(dir.path().join("description"), b"Unnamed repository").unwrap();
+        fs::write(dir.path().join("config.lock"), b"[core]").unwrap();
         let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
         assert!(repo.head_tree().unwrap().is_empty());
         assert_eq!(

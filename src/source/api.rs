@@ -7,7 +7,6 @@
 //! bug that made the original sidecar truncate rosters.
 
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 
 /// Reads `T` from `null` or a missing field as `T::default()`.
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -70,24 +69,34 @@ fn disclosed_campus_uid(identifiers: Vec<Identifier>) -> Option<String> {
         .filter(|uid| !uid.is_empty())
 }
 
-/// The `response` member, below the `apiResponse` wrapper when there is one.
-fn response(body: &[u8]) -> Result<Value, String> {
-    let mut document: Value =
-        serde_json::from_slice(body).map_err(|error| format!("invalid JSON: {error}"))?;
-    let root = match document.get_mut("apiResponse") {
-        Some(wrapped) => wrapped.take(),
-        None => document,
-    };
-    match root {
-        Value::Object(mut members) => members
-            .remove("response")
-            .ok_or_else(|| "no `response` member".to_string()),
-        _ => Err("the body is not a JSON object".to_string()),
-    }
+/// A body with its `response` member at the top or below an `apiResponse` wrapper.
+/// Deserialised straight into `T`, so the fields we do not read are skipped, not built.
+#[derive(Deserialize)]
+struct Envelope<T> {
+    #[serde(rename = "apiResponse")]
+    wrapped: Option<Wrapped<T>>,
+    response: Option<T>,
 }
 
-fn typed<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|error| format!("unexpected {what}: {error}"))
+#[derive(Deserialize)]
+struct Wrapped<T> {
+    response: Option<T>,
+}
+
+/// The `response` member of a body, read as `what`.
+fn response<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, String> {
+    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            format!("invalid JSON: {error}")
+        } else {
+            format!("unexpected {what}: {error}")
+        }
+    })?;
+    envelope
+        .wrapped
+        .and_then(|wrapped| wrapped.response)
+        .or(envelope.response)
+        .ok_or_else(|| "no `response` member".to_string())
 }
 
 /// A class section and the instructors assigned to its meetings.
@@ -141,7 +150,7 @@ struct RawPerson {
 
 /// Classes API: the sections of a class (empty when SIS lists none).
 pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, String> {
-    let classes: ClassesResponse = typed(response(body)?, "class sections")?;
+    let classes: ClassesResponse = response(body, "class sections")?;
     Ok(classes
         .sections
         .into_iter()
@@ -171,6 +180,21 @@ pub struct Enrollment {
     pub address: Option<String>,
 }
 
+/// An Enrollments page: the v3 nesting or the v2 one.
+#[derive(Deserialize)]
+struct EnrollmentResponse {
+    #[serde(rename = "enrollmentsByClassSection")]
+    v3: Option<EnrollmentsByClassSection>,
+    #[serde(rename = "classSectionEnrollments")]
+    v2: Option<Vec<RawEnrollment>>,
+}
+
+#[derive(Deserialize)]
+struct EnrollmentsByClassSection {
+    #[serde(rename = "classSectionEnrollments")]
+    items: Option<Vec<RawEnrollment>>,
+}
+
 #[derive(Deserialize)]
 struct RawEnrollment {
     #[serde(default, deserialize_with = "nullable")]
@@ -197,18 +221,12 @@ fn first_address(emails: &[Email], kind: &str) -> Option<String> {
 /// (`response.enrollmentsByClassSection.classSectionEnrollments`) and the v2 one
 /// (`response.classSectionEnrollments`).
 pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollment>, String> {
-    let mut response = response(body)?;
-    let items = match response
-        .get_mut("enrollmentsByClassSection")
-        .and_then(|v3| v3.get_mut("classSectionEnrollments"))
-    {
-        Some(v3) => v3.take(),
-        None => response
-            .get_mut("classSectionEnrollments")
-            .map(Value::take)
-            .ok_or("no classSectionEnrollments list")?,
-    };
-    let rows: Vec<RawEnrollment> = typed(items, "enrollments")?;
+    let page: EnrollmentResponse = response(body, "enrollments")?;
+    let rows = page
+        .v3
+        .and_then(|v3| v3.items)
+        .or(page.v2)
+        .ok_or("no classSectionEnrollments list")?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -225,7 +243,7 @@ pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollment>, String> {
 
 /// Students API: the disclosed CAMP addresses of a person.
 pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, String> {
-    let person: RawPerson = typed(response(body)?, "student record")?;
+    let person: RawPerson = response(body, "student record")?;
     Ok(person
         .emails
         .into_iter()
@@ -237,7 +255,7 @@ pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, String> {
 /// HR API: the BUSN addresses of `response[0]`; `None` when `response` is empty, which
 /// means the same as 404.
 pub fn parse_employee_addresses(body: &[u8]) -> Result<Option<Vec<String>>, String> {
-    let people: Vec<RawPerson> = typed(response(body)?, "employee list")?;
+    let people: Vec<RawPerson> = response(body, "employee list")?;
     Ok(people.into_iter().next().map(|person| {
         person
             .emails

@@ -22,9 +22,6 @@ use crate::credentials::Credentials;
 /// wide margin while bounding memory if a proxy or the gateway misbehaves.
 pub const MAX_BODY: u64 = 16 << 20;
 
-/// Idle connections kept open: at least `--concurrency`'s upper bound.
-const MAX_IDLE_CONNECTIONS: usize = 64;
-
 /// The connect timeout when the overall timeout is longer: a gateway that does not
 /// accept a connection within this time is better retried than waited for.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,10 +67,6 @@ impl HttpTransport {
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(MAX_CONNECT_TIMEOUT)))
             .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
-            // Keep a connection per worker alive (ureq keeps 3 per host by default), so
-            // no request pays for a new TCP and TLS handshake.
-            .max_idle_connections(MAX_IDLE_CONNECTIONS)
-            .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
             .build()
             .into();
         Ok(HttpTransport {
