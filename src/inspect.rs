@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::AuditRepo;
+use crate::audit::{AuditError, AuditRepo};
 use crate::cli::HistoryArgs;
 use crate::config::{self, Settings, SourceConfig};
 use crate::credentials::Credentials;
@@ -109,6 +109,20 @@ fn say_writable(what: &str, dir: &Path, say: &mut impl FnMut(bool, String)) {
     }
 }
 
+/// Reads from the audit repository if there is one; an error is logged and becomes the
+/// storage exit code.
+fn read_audit<T>(
+    settings: &Settings,
+    read: impl FnOnce(&AuditRepo) -> Result<T, AuditError>,
+) -> Result<Option<T>, u8> {
+    let result = AuditRepo::open_existing(&settings.audit_repo)
+        .and_then(|repo| repo.as_ref().map(read).transpose());
+    result.map_err(|error| {
+        log::error!("{error}");
+        STORAGE
+    })
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -118,8 +132,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `verify`: compares every file of the audit HEAD with the output directory by SHA-256.
 pub fn verify(settings: &Settings, out: &mut impl Write) -> u8 {
-    let repo = match AuditRepo::open_existing(&settings.audit_repo) {
-        Ok(Some(repo)) => repo,
+    let head = match read_audit(settings, AuditRepo::head_tree) {
+        Ok(Some(head)) => head,
         Ok(None) => {
             let _ = writeln!(
                 out,
@@ -128,17 +142,7 @@ pub fn verify(settings: &Settings, out: &mut impl Write) -> u8 {
             );
             return DIFFERENT;
         }
-        Err(error) => {
-            log::error!("{error}");
-            return STORAGE;
-        }
-    };
-    let head = match repo.head_tree() {
-        Ok(head) => head,
-        Err(error) => {
-            log::error!("{error}");
-            return STORAGE;
-        }
+        Err(code) => return code,
     };
     let store = OutputDir::existing(&settings.output_dir);
     let mut differences = 0;
@@ -191,23 +195,13 @@ pub fn history(settings: &Settings, args: &HistoryArgs, out: &mut impl Write) ->
         .member
         .as_deref()
         .map(|m| normalize(m).unwrap_or_default());
-    let repo = match AuditRepo::open_existing(&settings.audit_repo) {
-        Ok(Some(repo)) => repo,
+    let lines = match read_audit(settings, AuditRepo::history) {
+        Ok(Some(lines)) => lines,
         Ok(None) => {
             log::warn!("no audit repository at {}", settings.audit_repo.display());
             return OK;
         }
-        Err(error) => {
-            log::error!("{error}");
-            return STORAGE;
-        }
-    };
-    let lines = match repo.history() {
-        Ok(lines) => lines,
-        Err(error) => {
-            log::error!("{error}");
-            return STORAGE;
-        }
+        Err(code) => return code,
     };
     for line in lines {
         let wanted = args

@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::Sandbox;
+use common::{Sandbox, assert_exit};
 use serde_json::Value;
 
 /// The fixture courses with their term ids (file order of `fixtures/values.yaml`).
@@ -78,18 +78,6 @@ fn lines(content: &[u8]) -> usize {
 /// Runs a command and returns its output.
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
-}
-
-/// Asserts the exit code, showing what the binary said when it differs.
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "exit code\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// `roster-sync ARGS… --values … --api-base … --output-dir DIR --audit-repo … --report …`
@@ -717,18 +705,7 @@ fn plan_and_dry_run_predict_an_update_and_change_nothing() {
 // 7. check
 
 fn check(sandbox: &Sandbox, api_base: &str) -> Command {
-    let mut command = sandbox.command();
-    command
-        .arg("check")
-        .arg("--values")
-        .arg(sandbox.values())
-        .arg("--api-base")
-        .arg(api_base)
-        .arg("--output-dir")
-        .arg(sandbox.output_dir())
-        .arg("--audit-repo")
-        .arg(sandbox.audit_repo());
-    command
+    sandbox.subcommand("check", api_base)
 }
 
 #[test]

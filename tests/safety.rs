@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Sandbox;
 use common::sis_server::{
     Api, Assignment, Campus, Course, Email, Enrollment, Fault, HrRecord, Options, Person, Section,
     SisServer, Synthetic,
 };
+use common::{Sandbox, assert_exit};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -186,17 +186,6 @@ fn stderr(output: &Output) -> String {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "exit code; stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 fn read_json(path: &Path) -> Value {

@@ -7,7 +7,7 @@ pub mod sis_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
@@ -104,11 +104,12 @@ impl Sandbox {
         command
     }
 
-    /// `roster-sync sync` against `api_base` with this sandbox's paths and a report.
-    pub fn sync(&self, api_base: &str) -> Command {
+    /// `roster-sync COMMAND` against `api_base` with this sandbox's values file, output
+    /// directory and audit repository.
+    pub fn subcommand(&self, name: &str, api_base: &str) -> Command {
         let mut command = self.command();
         command
-            .arg("sync")
+            .arg(name)
             .arg("--values")
             .arg(self.values())
             .arg("--api-base")
@@ -116,9 +117,14 @@ impl Sandbox {
             .arg("--output-dir")
             .arg(self.output_dir())
             .arg("--audit-repo")
-            .arg(self.audit_repo())
-            .arg("--report")
-            .arg(self.report_path());
+            .arg(self.audit_repo());
+        command
+    }
+
+    /// `roster-sync sync` against `api_base` with this sandbox's paths and a report.
+    pub fn sync(&self, api_base: &str) -> Command {
+        let mut command = self.subcommand("sync", api_base);
+        command.arg("--report").arg(self.report_path());
         command
     }
 
@@ -207,4 +213,16 @@ impl Sandbox {
             })
             .collect()
     }
+}
+
+/// Asserts the exit code, showing what the binary said when it differs.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
