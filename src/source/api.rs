@@ -89,7 +89,13 @@ fn response<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, 
         if error.is_syntax() || error.is_eof() {
             format!("invalid JSON: {error}")
         } else {
-            format!("unexpected {what}: {error}")
+            // serde quotes the offending value, which may be a person's address: say
+            // only where the shape was wrong.
+            format!(
+                "unexpected {what} shape at line {} column {}",
+                error.line(),
+                error.column()
+            )
         }
     })?;
     envelope
@@ -357,6 +363,14 @@ mod tests {
         assert!(parse_sections(b"<html>gateway error</html>").is_err());
         assert!(parse_employee_addresses(br#"{"response":{"emails":[]}}"#).is_err());
         assert!(parse_student_addresses(b"[]").is_err());
+    }
+
+    #[test]
+    fn shape_errors_do_not_quote_values() {
+        let body = br#"{"response":{"classSectionEnrollments":[{"student":{"emails":"someone@berkeley.edu"}}]}}"#;
+        let error = parse_enrollment_page(body).unwrap_err();
+        assert!(!error.contains("someone"), "{error}");
+        assert!(error.contains("line 1 column"), "{error}");
     }
 
     #[test]
