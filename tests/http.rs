@@ -5,18 +5,18 @@
 //! code and the requests the emulator saw. Every run also asserts that no API key appears
 //! in stdout, stderr or the report (the runs log at debug level).
 
-#[path = "common/sis_server.rs"]
-mod sis_server;
+mod common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
-use sis_server::{
+use common::Sandbox;
+use common::sis_server::{
     Api, Assignment, Campus, Course, Email, EmptyPage, Enrollment, Fault, HrRecord, Options,
     Person, Section, SisServer, Synthetic,
 };
+use serde_json::Value;
 
 const A: &str = "2019-fall-23970";
 const B: &str = "2020-spring-01234";
@@ -148,8 +148,9 @@ fn small_campus() -> Campus {
 }
 
 /// One temporary working directory for the job: values file, output, audit repo, report.
+/// A sandbox whose runs are checked for contract violations and leaked keys.
 struct Job {
-    dir: tempfile::TempDir,
+    sandbox: Sandbox,
 }
 
 struct Outcome {
@@ -198,47 +199,26 @@ fn tail(text: &str, lines: usize) -> String {
 impl Job {
     fn new(campus: &Campus) -> Job {
         let job = Job {
-            dir: tempfile::tempdir().unwrap(),
+            sandbox: Sandbox::new(),
         };
         job.write_values(&campus.values_yaml());
         job
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.sandbox.path(name)
     }
 
     fn write_values(&self, yaml: &str) {
-        std::fs::write(self.path("values.yaml"), yaml).unwrap();
+        self.sandbox.write_values(yaml);
     }
 
-    /// The command with a hermetic environment and every API's credentials.
+    /// `sync` with every API's credentials, logging at debug level (so a leak would show).
     fn command(&self, server: &SisServer, args: &[&str]) -> assert_cmd::Command {
-        let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_roster-sync"));
-        // A clean environment: no proxy, no ROSTER_SYNC_* or credential from the caller,
-        // and git configuration isolated in the temporary directory.
-        command
-            .env_clear()
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path())
-            .env("RUST_LOG", "debug")
-            .timeout(Duration::from_secs(120))
-            .arg("sync")
-            .arg("--values")
-            .arg(self.path("values.yaml"))
-            .arg("--api-base")
-            .arg(server.base_url())
-            .arg("--output-dir")
-            .arg(self.path("profiles.d"))
-            .arg("--audit-repo")
-            .arg(self.path("audit"))
-            .arg("--report")
-            .arg(self.path("report.json"))
-            .args(args);
-        for api in Api::ALL {
-            let (id, key) = api.vars();
-            command.env(id, api.id()).env(key, api.key());
-        }
+        let mut command = self.sandbox.sync_server(server);
+        command.env("RUST_LOG", "debug").args(args);
+        let mut command = assert_cmd::Command::from_std(command);
+        command.timeout(Duration::from_secs(120));
         command
     }
 
