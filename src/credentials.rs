@@ -29,9 +29,14 @@ struct Pair {
 /// The credentials a run needs but could not get. Reported as a configuration error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingCredentials {
-    /// Every variable without a usable value, in API order, id before key.
-    pub missing: Vec<String>,
     problems: Vec<Problem>,
+}
+
+impl MissingCredentials {
+    /// Every variable without a usable value, in API order, id before key.
+    pub fn variables(&self) -> Vec<&'static str> {
+        self.problems.iter().map(|problem| problem.var).collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,10 +99,7 @@ impl Credentials {
         if problems.is_empty() {
             Ok(Credentials { pairs })
         } else {
-            Err(MissingCredentials {
-                missing: problems.iter().map(|p| p.var.to_string()).collect(),
-                problems,
-            })
+            Err(MissingCredentials { problems })
         }
     }
 
@@ -271,7 +273,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            error.missing,
+            error.variables(),
             [
                 "SIS_CLASSES_KEY",
                 "SIS_ENROLLMENTS_ID",
@@ -309,7 +311,7 @@ mod tests {
             ]),
         )
         .unwrap_err();
-        assert_eq!(error.missing, ["UCB_HR_ID", "UCB_HR_KEY"]);
+        assert_eq!(error.variables(), ["UCB_HR_ID", "UCB_HR_KEY"]);
         let message = error.to_string();
         assert!(message.contains(&format!(
             "UCB_HR_ID_FILE names {} which is empty",
@@ -329,7 +331,7 @@ mod tests {
             lookup(&[("UCB_HR_ID", "id"), ("UCB_HR_KEY", "sec\nret")]),
         )
         .unwrap_err();
-        assert_eq!(error.missing, ["UCB_HR_KEY"]);
+        assert_eq!(error.variables(), ["UCB_HR_KEY"]);
         assert!(!error.to_string().contains("sec"));
     }
 

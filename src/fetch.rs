@@ -288,6 +288,9 @@ impl<'a> Coordinator<'a> {
         let mut keys = Vec::new();
         for section in &sections {
             let key = (term_id, section.id.clone());
+            if keys.contains(&key) {
+                continue;
+            }
             let state = self.sections.entry(key.clone()).or_insert_with(|| {
                 self.queue
                     .push(Task::Page(key.clone(), page_request(&key, 1)));
@@ -300,7 +303,6 @@ impl<'a> Coordinator<'a> {
             state.courses.push(course);
             keys.push(key);
         }
-        keys.dedup();
         let uids = roster::instructor_uids(&sections, &self.options.excluded_roles);
         for uid in &uids {
             let person = self.people.entry(uid.clone()).or_insert_with(|| {
