@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::audit::{self, AuditError, AuditRepo};
+use crate::audit::{self, AuditError, AuditRepo, RunLock};
 use crate::config::{self, ConfigError, Settings, SourceConfig};
 use crate::credentials::Credentials;
 use crate::fetch::{self, FetchOptions, Fetched};
@@ -138,71 +138,20 @@ fn log_course(course: &plan::CoursePlan) {
 }
 
 fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Result<(), Abort> {
-    let profiles = config::load_profiles(&settings.values, settings.profiles_key.as_deref())?;
-    let courses = profiles.courses;
-    match &profiles.key_path {
-        Some(path) if courses.is_empty() => log::warn!(
-            "{}: {path} holds no course profiles; existing rosters are kept",
-            settings.values.display()
-        ),
-        Some(path) => log::info!(
-            "{}: {} course profiles under {path}",
-            settings.values.display(),
-            courses.len()
-        ),
-        None => log::warn!(
-            "{}: no profiles found (looked for {}); existing rosters are kept",
-            settings.values.display(),
-            settings
-                .profiles_key
-                .as_deref()
-                .map_or_else(|| config::DEFAULT_PROFILE_PATHS.join(", "), str::to_string)
-        ),
-    }
+    let courses = load_courses(settings)?;
     let transport = if courses.is_empty() {
         None
     } else {
         Some(transport(settings)?)
     };
-
-    let (store, repo, lock) = if settings.dry_run {
-        let repo = AuditRepo::open_existing(&settings.audit_repo)?;
-        (OutputDir::existing(&settings.output_dir), repo, None)
-    } else {
-        let lock = audit::lock(&settings.audit_repo)?;
-        let repo = AuditRepo::open_or_init(&settings.audit_repo, &lock)?;
-        for stale in audit::remove_stale_git_locks(&settings.audit_repo, &lock)? {
-            log::warn!("removed {} left by a killed run", stale.display());
-        }
-        let store = OutputDir::create(&settings.output_dir)?;
-        let temp_files = store.remove_stale_temp_files()?;
-        if temp_files > 0 {
-            log::warn!("removed {temp_files} temporary files left by a killed run");
-        }
-        (store, Some(repo), Some(lock))
-    };
-    let head = match &repo {
+    let storage = Storage::open(settings)?;
+    let head = match &storage.repo {
         Some(repo) => repo.head_tree()?,
         None => Tree::new(),
     };
-
     let fetched = match transport {
+        Some(transport) => fetch_courses(settings, transport, &courses, shutdown, report)?,
         None => Vec::new(),
-        Some(transport) => {
-            let client = Arc::new(Client::new(
-                transport,
-                settings.retry.clone(),
-                shutdown.clone(),
-            ));
-            let options = FetchOptions {
-                concurrency: settings.concurrency,
-                include_waitlisted: settings.include_waitlisted,
-                excluded_roles: settings.excluded_roles.clone(),
-            };
-            let result = fetch::fetch_all(Arc::clone(&client), &courses, &options, shutdown);
-            report.set_requests(client.counts());
-            result.map_err(|_| Abort::Interrupted)?
-        }
     };
     if shutdown.requested() {
         return Err(Abort::Interrupted);
@@ -211,6 +160,83 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     let paired: Vec<(config::Course, Fetched)> = courses.into_iter().zip(fetched).collect();
     let plan = plan::plan(&paired, &head, &settings.guard, settings.prune);
     report.courses = plan.courses.iter().map(CourseReport::from).collect();
+    log_plan(&plan, settings);
+    if paired.is_empty() && !head.is_empty() && !settings.prune {
+        log::warn!(
+            "the configuration yields no course profiles while the audit repository holds \
+             rosters; nothing is written or removed"
+        );
+        return Ok(());
+    }
+
+    let disk = storage
+        .store
+        .read_all(head.keys().chain(plan.tree.keys()))?;
+    let reconcile = plan::reconcile(&head, &plan.tree, &disk);
+    report.drift = reconcile.drift.len();
+    for name in &reconcile.drift {
+        log::warn!(
+            file = name.as_str();
+            "{name} differs from the audit repository (edited, deleted or replaced out of \
+             band); {}",
+            if settings.dry_run {
+                "it would be restored"
+            } else {
+                "restoring it"
+            }
+        );
+    }
+    report.commit = storage.apply(&plan, &head, &reconcile, settings, &report.run_id)?;
+    Ok(())
+}
+
+/// The configured courses, saying in the log where they were found.
+fn load_courses(settings: &Settings) -> Result<Vec<config::Course>, Abort> {
+    let profiles = config::load_profiles(&settings.values, settings.profiles_key.as_deref())?;
+    let values = settings.values.display();
+    match &profiles.key_path {
+        Some(path) if profiles.courses.is_empty() => {
+            log::warn!("{values}: {path} holds no course profiles; existing rosters are kept")
+        }
+        Some(path) => log::info!(
+            "{values}: {} course profiles under {path}",
+            profiles.courses.len()
+        ),
+        None => log::warn!(
+            "{values}: no profiles found (looked for {}); existing rosters are kept",
+            settings
+                .profiles_key
+                .as_deref()
+                .map_or_else(|| config::DEFAULT_PROFILE_PATHS.join(", "), str::to_string)
+        ),
+    }
+    Ok(profiles.courses)
+}
+
+/// Fetches every course; the request counts go into the report whatever happens.
+fn fetch_courses(
+    settings: &Settings,
+    transport: Box<dyn Transport>,
+    courses: &[config::Course],
+    shutdown: &Shutdown,
+    report: &mut Report,
+) -> Result<Vec<Fetched>, Abort> {
+    let client = Arc::new(Client::new(
+        transport,
+        settings.retry.clone(),
+        shutdown.clone(),
+    ));
+    let options = FetchOptions {
+        concurrency: settings.concurrency,
+        include_waitlisted: settings.include_waitlisted,
+        excluded_roles: settings.excluded_roles.clone(),
+    };
+    let result = fetch::fetch_all(Arc::clone(&client), courses, &options, shutdown);
+    report.set_requests(client.counts());
+    result.map_err(|_| Abort::Interrupted)
+}
+
+fn log_plan(plan: &plan::Plan, settings: &Settings) {
     for course in &plan.courses {
         log_course(course);
     }
@@ -230,58 +256,82 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
             plan.unconfigured.len()
         );
     }
-    if paired.is_empty() && !head.is_empty() && !settings.prune {
-        log::warn!(
-            "the configuration yields no course profiles while the audit repository holds \
-             rosters; nothing is written or removed"
-        );
-        return Ok(());
+}
+
+/// The output directory and audit repository of a run: locked, created and cleaned of
+/// what a killed run left for a sync; only opened, if they exist, for a dry run.
+struct Storage {
+    store: OutputDir,
+    repo: Option<AuditRepo>,
+    lock: Option<RunLock>,
+}
+
+impl Storage {
+    fn open(settings: &Settings) -> Result<Storage, Abort> {
+        if settings.dry_run {
+            return Ok(Storage {
+                store: OutputDir::existing(&settings.output_dir),
+                repo: AuditRepo::open_existing(&settings.audit_repo)?,
+                lock: None,
+            });
+        }
+        let lock = audit::lock(&settings.audit_repo)?;
+        let repo = AuditRepo::open_or_init(&settings.audit_repo, &lock)?;
+        for stale in audit::remove_stale_git_locks(&settings.audit_repo, &lock)? {
+            log::warn!("removed {} left by a killed run", stale.display());
+        }
+        let store = OutputDir::create(&settings.output_dir)?;
+        let temp_files = store.remove_stale_temp_files()?;
+        if temp_files > 0 {
+            log::warn!("removed {temp_files} temporary files left by a killed run");
+        }
+        Ok(Storage {
+            store,
+            repo: Some(repo),
+            lock: Some(lock),
+        })
     }
 
-    let names = head.keys().chain(plan.tree.keys());
-    let disk = store.read_all(names)?;
-    let reconcile = plan::reconcile(&head, &plan.tree, &disk);
-    report.drift = reconcile.drift.len();
-    for name in &reconcile.drift {
-        log::warn!(
-            file = name.as_str();
-            "{name} differs from the audit repository (edited, deleted or replaced out of \
-             band); {}",
-            if settings.dry_run {
-                "it would be restored"
-            } else {
-                "restoring it"
-            }
-        );
+    /// Publishes the plan (nothing in a dry run); returns the new commit, if any.
+    ///
+    /// Files are staged and pruned files removed before the commit, so a directory that
+    /// cannot be written stops the run before the audit trail records anything; a kill
+    /// after the commit leaves staged files that the next run cleans up, and files that
+    /// differ from HEAD, which it restores.
+    fn apply(
+        &self,
+        plan: &plan::Plan,
+        head: &Tree,
+        reconcile: &plan::Reconcile,
+        settings: &Settings,
+        run_id: &str,
+    ) -> Result<Option<String>, Abort> {
+        let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
+            return Ok(None);
+        };
+        let staged = reconcile
+            .writes
+            .iter()
+            .map(|name| self.store.stage(name, &plan.tree[name]))
+            .collect::<Result<Vec<_>, _>>()?;
+        for name in &reconcile.removals {
+            self.store.remove(name)?;
+        }
+        let mut commit = None;
+        if let Some(message) = plan.commit_message(head, run_id, env!("CARGO_PKG_VERSION")) {
+            let oid = repo.commit(&plan.tree, &message, &settings.author, lock)?;
+            log::info!(
+                "audit commit {oid}: {}",
+                message.lines().next().unwrap_or_default()
+            );
+            commit = Some(oid.to_string());
+        }
+        for file in staged {
+            file.publish()?;
+        }
+        self.store.sync()?;
+        Ok(commit)
     }
-    let (Some(repo), Some(lock)) = (repo, lock) else {
-        return Ok(());
-    };
-    // Files are staged and pruned files removed before the commit, so a directory that
-    // cannot be written stops the run before the audit trail records anything; a kill
-    // after the commit leaves staged files that the next run cleans up, and files that
-    // differ from HEAD, which it restores.
-    let staged = reconcile
-        .writes
-        .iter()
-        .map(|name| store.stage(name, &plan.tree[name]))
-        .collect::<Result<Vec<_>, _>>()?;
-    for name in &reconcile.removals {
-        store.remove(name)?;
-    }
-    if let Some(message) = plan.commit_message(&head, &report.run_id, env!("CARGO_PKG_VERSION")) {
-        let oid = repo.commit(&plan.tree, &message, &settings.author, &lock)?;
-        log::info!(
-            "audit commit {oid}: {}",
-            message.lines().next().unwrap_or_default()
-        );
-        report.commit = Some(oid.to_string());
-    }
-    for file in staged {
-        file.publish()?;
-    }
-    store.sync()?;
-    Ok(())
 }
 
 /// The transport for the configured source; live HTTP needs every API's credentials.
