@@ -812,3 +812,43 @@ fn a_synthetic_campus_matches_the_oracle_with_the_fewest_requests() {
     assert_eq!(server.requests().len(), campus.minimum_requests());
     assert_eq!(outcome.total() as usize, campus.minimum_requests());
 }
+
+/// SPEC §3 politeness: at most `--concurrency` requests in flight. With a fixed response
+/// time L, a request that arrives while two others are within L of their arrival would be
+/// a third in flight; with `--concurrency 2` the server must never see that, and must see
+/// two at once (the bound is used, not just respected).
+#[test]
+fn no_more_requests_in_flight_than_the_concurrency() {
+    let campus = Campus::synthetic(&Synthetic {
+        courses: 6,
+        mean_sections: 2,
+        mean_students: 50,
+        instructor_pool: 4,
+        seed: 3,
+    });
+    let latency = Duration::from_millis(60);
+    let server = SisServer::start(
+        campus.clone(),
+        Options {
+            latency,
+            ..Options::default()
+        },
+    );
+    let job = Job::new(&campus);
+    let outcome = job.run(&server, &["--concurrency", "2"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
+    let arrivals: Vec<_> = server.requests().iter().map(|request| request.at).collect();
+    // A margin below L absorbs scheduling jitter on the client's side.
+    let window = latency * 9 / 10;
+    let most_at_once = arrivals
+        .iter()
+        .map(|start| {
+            arrivals
+                .iter()
+                .filter(|at| **at >= *start && at.duration_since(*start) < window)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(most_at_once, 2, "requests in flight at once");
+}
