@@ -83,19 +83,8 @@ fn run(command: &mut Command) -> Output {
 /// `roster-sync ARGS… --values … --api-base … --output-dir DIR --audit-repo … --report …`
 /// with this sandbox's paths (the values file is not written).
 fn command_with(sandbox: &Sandbox, args: &[&str], api_base: &str, output_dir: &Path) -> Command {
-    let mut command = sandbox.command();
-    command
-        .args(args)
-        .arg("--values")
-        .arg(sandbox.values())
-        .arg("--api-base")
-        .arg(api_base)
-        .arg("--output-dir")
-        .arg(output_dir)
-        .arg("--audit-repo")
-        .arg(sandbox.audit_repo())
-        .arg("--report")
-        .arg(sandbox.report_path());
+    let mut command = sandbox.invocation(args, api_base, output_dir);
+    command.arg("--report").arg(sandbox.report_path());
     command
 }
 

@@ -107,15 +107,21 @@ impl Sandbox {
     /// `roster-sync COMMAND` against `api_base` with this sandbox's values file, output
     /// directory and audit repository.
     pub fn subcommand(&self, name: &str, api_base: &str) -> Command {
+        self.invocation(&[name], api_base, &self.output_dir())
+    }
+
+    /// `roster-sync ARGS…` with this sandbox's values file and audit repository, and
+    /// `output_dir` as the output directory.
+    pub fn invocation(&self, args: &[&str], api_base: &str, output_dir: &Path) -> Command {
         let mut command = self.command();
         command
-            .arg(name)
+            .args(args)
             .arg("--values")
             .arg(self.values())
             .arg("--api-base")
             .arg(api_base)
             .arg("--output-dir")
-            .arg(self.output_dir())
+            .arg(output_dir)
             .arg("--audit-repo")
             .arg(self.audit_repo());
         command
