@@ -23,6 +23,8 @@ use crate::plan::Tree;
 use crate::roster::{List, Roster};
 
 pub const LOCK_FILE: &str = "roster-sync.lock";
+/// Present while roster-sync creates the repository (see [`AuditRepo::open_or_init`]).
+const INIT_MARKER: &str = "roster-sync.init";
 const BRANCH: &str = "main";
 
 #[derive(Debug)]
@@ -148,46 +150,38 @@ pub struct AuditRepo {
 
 impl AuditRepo {
     /// Opens the repository, or creates it bare on branch `main` when the directory is
-    /// missing or holds nothing but our lock file, a volume's `lost+found`, and what a
-    /// creation killed half way left (creating again completes it and keeps what is
-    /// there).
-    pub fn open_or_init(path: &Path, _lock: &RunLock) -> Result<Self, AuditError> {
-        const EXPECTED: [&str; 9] = [
-            LOCK_FILE,
-            "lost+found",
-            "HEAD",
-            "config",
-            "description",
-            "hooks",
-            "info",
-            "objects",
-            "refs",
-        ];
+    /// missing or holds nothing but our lock file (and a volume's `lost+found`).
+    ///
+    /// Creating takes libgit2 many steps, so it is bracketed by a marker file: a directory
+    /// that is not a repository but holds the marker is one whose creation was killed, and
+    /// creating it again (after removing the lock and temporary files of the killed
+    /// attempt) completes it. Without the marker, a directory with anything else in it is
+    /// someone else's and is left alone.
+    pub fn open_or_init(path: &Path, lock: &RunLock) -> Result<Self, AuditError> {
+        let marker = path.join(INIT_MARKER);
         if let Some(repo) = Self::open_existing(path)? {
+            remove_if_present(&marker)?;
             return Ok(repo);
         }
-        let mut stale_locks = Vec::new();
-        for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
-            let name = entry.map_err(io_error(path, "list"))?.file_name();
-            if EXPECTED.iter().any(|expected| name == *expected) {
-                continue;
+        if marker.exists() {
+            remove_stale_git_locks(path, lock)?;
+        } else {
+            for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
+                let name = entry.map_err(io_error(path, "list"))?.file_name();
+                if name != LOCK_FILE && name != "lost+found" {
+                    return Err(AuditError::NotARepository {
+                        path: path.to_path_buf(),
+                    });
+                }
             }
-            if name.to_string_lossy().ends_with(".lock") {
-                stale_locks.push(path.join(name));
-                continue;
-            }
-            return Err(AuditError::NotARepository {
-                path: path.to_path_buf(),
-            });
-        }
-        for stale in stale_locks {
-            fs::remove_file(&stale).map_err(io_error(&stale, "remove a stale lock"))?;
+            File::create(&marker).map_err(io_error(&marker, "create"))?;
         }
         let repo = Repository::init_opts(
             path,
             RepositoryInitOptions::new().bare(true).initial_head(BRANCH),
         )
         .map_err(git_error(path, "create it"))?;
+        remove_if_present(&marker)?;
         log::info!("created the audit repository {}", path.display());
         Ok(AuditRepo {
             repo,
@@ -372,6 +366,13 @@ impl fmt::Display for HistoryLine {
     }
 }
 
+fn remove_if_present(path: &Path) -> Result<(), AuditError> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != ErrorKind::NotFound => Err(io_error(path, "remove")(error)),
+        _ => Ok(()),
+    }
+}
+
 /// Removes lock files that git or libgit2 left when a run was killed mid-write, and
 /// temporary object files; only call while holding the run lock. Returns what was
 /// removed, relative to the repository.
@@ -393,6 +394,7 @@ pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBu
                 pending.push(entry_path);
             } else if (name.ends_with(".lock") && *name != *LOCK_FILE)
                 || name.starts_with("tmp_object_git2_")
+                || name.starts_with("_git2_")
             {
                 fs::remove_file(&entry_path)
                     .map_err(io_error(&entry_path, "remove a stale lock"))?;
@@ -461,6 +463,8 @@ mod tests {
         }
         fs::write(dir.path().join("description"), b"Unnamed repository").unwrap();
         fs::write(dir.path().join("config.lock"), b"[core]").unwrap();
+        fs::write(dir.path().join("_git2_a1b2c3"), b"").unwrap();
+        fs::write(dir.path().join(INIT_MARKER), b"").unwrap();
         let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
         assert!(repo.head_tree().unwrap().is_empty());
         assert_eq!(
@@ -472,12 +476,14 @@ mod tests {
     #[test]
     fn a_foreign_directory_is_not_turned_into_a_repository() {
         let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("hooks")).unwrap();
         fs::write(dir.path().join("important.txt"), b"x").unwrap();
         let lock = lock(dir.path()).unwrap();
         assert!(matches!(
             AuditRepo::open_or_init(dir.path(), &lock),
             Err(AuditError::NotARepository { .. })
         ));
+        assert!(!dir.path().join(INIT_MARKER).exists(), "nothing is claimed");
     }
 
     #[test]
