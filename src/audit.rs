@@ -18,11 +18,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions, Signature, Sort};
 
-use crate::config::Author;
-use crate::plan::Tree;
 use crate::roster::{List, Roster};
+use crate::tree::Tree;
 
 pub const LOCK_FILE: &str = "roster-sync.lock";
+
+/// Author and committer of audit commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
 /// Present while roster-sync creates the repository (see [`AuditRepo::open_or_init`]).
 const INIT_MARKER: &str = "roster-sync.init";
 const BRANCH: &str = "main";
@@ -329,10 +335,6 @@ impl AuditRepo {
             before = after;
         }
         Ok(lines)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -1,10 +1,22 @@
-//! The command line: every option also comes from `ROSTER_SYNC_<OPTION>`; a flag wins
-//! over its variable. Options may stand before or after the command.
+//! The command line. Every option also comes from `ROSTER_SYNC_<OPTION>` (a flag wins over
+//! its variable), and each command accepts exactly the options it uses, so its `--help`
+//! is complete on its own.
+//!
+//! Options may stand before the command name, and no command means `sync`: [`parse`]
+//! moves the command name to the front (or inserts `sync`) before clap sees the line.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::exit::Exit;
+
+const CREDENTIALS_HELP: &str = "Credentials (needed only when courses are configured and \
+    --api-base is http(s)): SIS_CLASSES_ID/SIS_CLASSES_KEY, SIS_ENROLLMENTS_ID/SIS_ENROLLMENTS_KEY, \
+    SIS_STUDENTS_ID/SIS_STUDENTS_KEY and UCB_HR_ID/UCB_HR_KEY, each also readable from the file \
+    named by the same variable with a _FILE suffix (which wins).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,45 +29,58 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
         {key}-students.txt and {key}-instructors.txt into the output directory, and commits \
         every change to the audit repository. A failed, partial or suspicious fetch never \
         overwrites a good roster.\n\n\
-        Credentials come from SIS_CLASSES_ID/KEY, SIS_ENROLLMENTS_ID/KEY, SIS_STUDENTS_ID/KEY \
-        and UCB_HR_ID/KEY, or from files named by the same variables with a _FILE suffix.\n\n\
-        Exit codes: 0 all synced, 1 a course failed to fetch, 2 configuration error, \
-        3 a guard held a change back, 4 another run holds the lock, 5 storage error, \
-        6 stopped by SIGTERM/SIGINT."
+        Options may stand before or after the command; without a command, sync runs. \
+        Every option can also be set by ROSTER_SYNC_<OPTION> (--output-dir: \
+        ROSTER_SYNC_OUTPUT_DIR); a flag wins over its variable. `roster-sync COMMAND --help` \
+        lists a command's options.",
+    after_help = Exit::job_help(),
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
-
-    #[command(flatten)]
-    pub options: Options,
+    pub command: Command,
 }
 
-#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run the job: fetch, guard, write, commit (the default).
-    Sync,
+    #[command(after_help = format!("{CREDENTIALS_HELP}\n\n{}", Exit::job_help()))]
+    Sync(SyncArgs),
     /// Like `sync --dry-run`: fetch and report what would change; write and commit nothing.
-    Plan,
-    /// Validate the values file, course keys and credentials; no network.
-    Check,
-    /// Compare the output directory with the audit repository HEAD (exit 1 on difference).
-    Verify,
+    #[command(after_help = format!("{CREDENTIALS_HELP}\n\n{}", Exit::job_help()))]
+    Plan(PlanArgs),
+    /// Validate the options, the values file, the course keys and the credentials; no network.
+    #[command(after_help = format!("{CREDENTIALS_HELP}\n\n{}", Exit::help(&[
+        (Exit::Success, "the configuration is usable"),
+        (Exit::Config, "something is not (each line says what)"),
+    ])))]
+    Check(CheckArgs),
+    /// Compare the output directory with the audit repository HEAD.
+    #[command(after_help = Exit::help(&[
+        (Exit::Success, "every file matches"),
+        (Exit::Failed, "a file differs, is missing or is not a regular file, or there is no audit repository"),
+        (Exit::Storage, "the audit repository cannot be read"),
+    ]))]
+    Verify(VerifyArgs),
     /// Show roster changes from the audit repository, one line per address added or removed.
+    #[command(after_help = Exit::help(&[
+        (Exit::Success, "the history was shown (also when there is none)"),
+        (Exit::Config, "a usage error (an unreadable --since, say)"),
+        (Exit::Storage, "the audit repository cannot be read"),
+    ]))]
     History(HistoryArgs),
 }
 
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-pub struct HistoryArgs {
-    /// Only this course key.
-    #[arg(long, value_name = "KEY")]
-    pub course: Option<String>,
-    /// Only this address (case-insensitive).
-    #[arg(long, value_name = "ADDRESS")]
-    pub member: Option<String>,
-    /// Only changes committed on or after this date (YYYY-MM-DD or RFC 3339, UTC).
-    #[arg(long, value_name = "DATE")]
-    pub since: Option<String>,
+impl Command {
+    pub fn log_format(&self) -> LogFormat {
+        let log = match self {
+            Command::Sync(args) => &args.run.log,
+            Command::Plan(args) => &args.run.log,
+            Command::Check(args) => &args.log,
+            Command::Verify(args) => &args.log,
+            Command::History(args) => &args.log,
+        };
+        log.log_format
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,12 +89,44 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct Options {
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct LogArgs {
+    /// Log lines on stderr as text or as one JSON object per line.
+    #[arg(long, env = "ROSTER_SYNC_LOG_FORMAT", value_enum,
+          default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct OutputDirArg {
+    /// Where the hub reads the roster files.
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_OUTPUT_DIR",
+        value_name = "DIR",
+        default_value = "/srv/jupyterhub/profiles.d"
+    )]
+    pub output_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct AuditRepoArg {
+    /// The git audit repository (bare; created on the first sync).
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_AUDIT_REPO",
+        value_name = "PATH",
+        default_value = "/srv/roster-audit"
+    )]
+    pub audit_repo: PathBuf,
+}
+
+/// What a sync, a plan and a check are configured by.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct JobOptions {
     /// The hub's helm values file holding the course profiles.
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_VALUES",
         value_name = "PATH",
         default_value = "/usr/local/etc/jupyterhub/secret/values.yaml"
@@ -79,58 +136,38 @@ pub struct Options {
     /// Dotted path of the profiles mapping in the values file [default: the first of
     /// custom.profiles, jupyterhub.custom.profiles, hub.extraConfigMap.profiles,
     /// jupyterhub.hub.extraConfigMap.profiles that exists].
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_PROFILES_KEY",
-        value_name = "KEY"
-    )]
+    #[arg(long, env = "ROSTER_SYNC_PROFILES_KEY", value_name = "KEY")]
     pub profiles_key: Option<String>,
 
-    /// Where the hub reads the roster files.
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_OUTPUT_DIR",
-        value_name = "DIR",
-        default_value = "/srv/jupyterhub/profiles.d"
-    )]
-    pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub output_dir: OutputDirArg,
 
-    /// The git audit repository (bare; created on the first sync).
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_AUDIT_REPO",
-        value_name = "PATH",
-        default_value = "/srv/roster-audit"
-    )]
-    pub audit_repo: PathBuf,
+    #[command(flatten)]
+    pub audit_repo: AuditRepoArg,
 
-    /// API gateway base URL, or file://DIR to replay recorded responses.
+    /// API gateway base URL (http:// or https://), or file://DIR to replay recorded
+    /// responses.
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_API_BASE",
         value_name = "URL",
         default_value = "https://gateway.api.berkeley.edu"
     )]
     pub api_base: String,
 
-    /// Most requests in flight at once.
-    #[arg(long, global = true, env = "ROSTER_SYNC_CONCURRENCY", value_name = "N",
+    /// Most requests in flight at once (1-64).
+    #[arg(long, env = "ROSTER_SYNC_CONCURRENCY", value_name = "N",
           default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
     /// Count waitlisted students (status W) as students too.
-    #[arg(long, global = true, env = "ROSTER_SYNC_INCLUDE_WAITLISTED",
+    #[arg(long, env = "ROSTER_SYNC_INCLUDE_WAITLISTED",
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub include_waitlisted: bool,
 
     /// Instructor role codes that do not make an instructor (comma separated).
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_EXCLUDE_ROLES",
         value_name = "CODES",
         value_delimiter = ',',
@@ -138,15 +175,14 @@ pub struct Options {
     )]
     pub exclude_roles: Vec<String>,
 
-    /// Hold back a roster that would lose more than this percentage of its members.
-    #[arg(long, global = true, env = "ROSTER_SYNC_MAX_REMOVAL_PERCENT", value_name = "PERCENT",
+    /// Hold back a roster that would lose more than this percentage of its members (0-100).
+    #[arg(long, env = "ROSTER_SYNC_MAX_REMOVAL_PERCENT", value_name = "PERCENT",
           default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub max_removal_percent: u8,
 
     /// The shrink guard applies to rosters that had at least this many members.
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_GUARD_MIN_SIZE",
         value_name = "N",
         default_value_t = 10
@@ -155,23 +191,17 @@ pub struct Options {
 
     /// Let this course's guarded change through (repeatable; ROSTER_SYNC_APPROVE holds
     /// more keys, comma separated, added to these).
-    #[arg(long, global = true, value_name = "KEY")]
+    #[arg(long, value_name = "KEY")]
     pub approve: Vec<String>,
 
     /// Remove roster files (and audit entries) of courses no longer configured.
-    #[arg(long, global = true, env = "ROSTER_SYNC_PRUNE",
+    #[arg(long, env = "ROSTER_SYNC_PRUNE",
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub prune: bool,
-
-    /// Fetch and report, but write and commit nothing.
-    #[arg(long, global = true, env = "ROSTER_SYNC_DRY_RUN",
-          action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    pub dry_run: bool,
 
     /// Retries after a failed attempt (429, 5xx, timeout, connection error).
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_RETRIES",
         value_name = "N",
         default_value_t = 3
@@ -181,54 +211,15 @@ pub struct Options {
     /// Seconds one request may take in all (connecting takes at most 10 of them).
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = 30.0
     )]
     pub timeout: f64,
 
-    /// Write the JSON report here (`-` for stdout).
-    #[arg(long, global = true, env = "ROSTER_SYNC_REPORT", value_name = "PATH")]
-    pub report: Option<PathBuf>,
-
-    /// Log lines on stderr as text or as one JSON object per line.
-    #[arg(long, global = true, env = "ROSTER_SYNC_LOG_FORMAT", value_enum,
-          default_value_t = LogFormat::Text, value_name = "FORMAT")]
-    pub log_format: LogFormat,
-
-    /// Write Prometheus metrics of each run to this file (node-exporter textfile style).
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_METRICS_FILE",
-        value_name = "PATH"
-    )]
-    pub metrics_file: Option<PathBuf>,
-
-    /// Push the same metrics to this Prometheus Pushgateway (job `roster-sync`).
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_PUSHGATEWAY",
-        value_name = "URL"
-    )]
-    pub pushgateway: Option<String>,
-
-    /// Write a one-line run summary here when the file exists (Kubernetes shows it).
-    #[arg(
-        long,
-        global = true,
-        env = "ROSTER_SYNC_TERMINATION_LOG",
-        value_name = "PATH",
-        default_value = "/dev/termination-log"
-    )]
-    pub termination_log: PathBuf,
-
     /// Author and committer name of audit commits.
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_AUTHOR_NAME",
         value_name = "NAME",
         default_value = "roster-sync"
@@ -238,7 +229,6 @@ pub struct Options {
     /// Author and committer email of audit commits.
     #[arg(
         long,
-        global = true,
         env = "ROSTER_SYNC_AUTHOR_EMAIL",
         value_name = "EMAIL",
         default_value = "roster-sync@localhost"
@@ -246,33 +236,213 @@ pub struct Options {
     pub author_email: String,
 }
 
-impl Cli {
-    /// The command to run; `sync` when none is given.
-    pub fn selected_command(&self) -> Command {
-        self.command.clone().unwrap_or(Command::Sync)
+/// Where a sync or a plan publishes how it went, besides the log.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct RunOutputs {
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long, env = "ROSTER_SYNC_REPORT", value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// Write Prometheus metrics of each run to this file (node-exporter textfile style).
+    #[arg(long, env = "ROSTER_SYNC_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the same metrics to this Prometheus Pushgateway (job `roster-sync`).
+    #[arg(long, env = "ROSTER_SYNC_PUSHGATEWAY", value_name = "URL")]
+    pub pushgateway: Option<String>,
+
+    /// Write a one-line run summary here when the file exists (Kubernetes shows it).
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_TERMINATION_LOG",
+        value_name = "PATH",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_log: PathBuf,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
+
+    /// Fetch and report, but write and commit nothing (what `plan` does).
+    #[arg(long, env = "ROSTER_SYNC_DRY_RUN",
+          action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub run: RunOutputs,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
+
+    #[command(flatten)]
+    pub run: RunOutputs,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub output_dir: OutputDirArg,
+
+    #[command(flatten)]
+    pub audit_repo: AuditRepoArg,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub audit_repo: AuditRepoArg,
+
+    /// Only this course key.
+    #[arg(long, value_name = "KEY")]
+    pub course: Option<String>,
+
+    /// Only this address (case-insensitive).
+    #[arg(long, value_name = "ADDRESS")]
+    pub member: Option<String>,
+
+    /// Only changes committed on or after this date (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Parses a command line (the program name first).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(command_first(args.into_iter().collect()))
+}
+
+/// Moves the command name in front of the options that stand before it, or inserts
+/// `sync` when the line names no command, so each command's own parser sees them all.
+fn command_first(mut args: Vec<OsString>) -> Vec<OsString> {
+    let cli = Cli::command();
+    let names: Vec<&str> = cli
+        .get_subcommands()
+        .map(|command| command.get_name())
+        .chain(["help"])
+        .collect();
+    let takes_value = |name: &str| {
+        cli.get_subcommands()
+            .flat_map(|command| command.get_arguments())
+            .any(|arg| arg.get_long() == Some(name) && arg.get_action().takes_values())
+    };
+    let mut index = 1;
+    let mut only_top_level_flags = true;
+    while let Some(arg) = args.get(index).and_then(|arg| arg.to_str()) {
+        if arg == "--" {
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            only_top_level_flags &= matches!(long, "help" | "version");
+            let skip_value = !long.contains('=') && takes_value(long);
+            index += if skip_value { 2 } else { 1 };
+        } else if arg.starts_with('-') {
+            only_top_level_flags &= matches!(arg, "-h" | "-V");
+            index += 1;
+        } else {
+            if names.contains(&arg) {
+                let command = args.remove(index);
+                args.insert(1, command);
+            } else {
+                // Not a command: clap reports it as an unexpected argument of `sync`.
+                args.insert(1, "sync".into());
+            }
+            return args;
+        }
     }
+    if !(only_top_level_flags && index > 1) {
+        args.insert(1.min(args.len()), "sync".into());
+    }
+    args
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parsed(args: &[&str]) -> Command {
+        parse(args.iter().map(OsString::from))
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+            .command
+    }
+
     #[test]
-    fn options_stand_before_or_after_the_command() {
-        let before = Cli::parse_from(["roster-sync", "--dry-run", "--approve", "k", "sync"]);
-        assert_eq!(before.selected_command(), Command::Sync);
-        let after = Cli::parse_from(["roster-sync", "sync", "--dry-run", "--approve", "k"]);
-        assert!(before.options.dry_run && after.options.dry_run);
-        assert_eq!(before.options.approve, after.options.approve);
-        assert_eq!(
-            Cli::parse_from(["roster-sync"]).selected_command(),
-            Command::Sync
-        );
+    fn options_stand_before_or_after_the_command_or_without_one() {
+        let before = parsed(&["roster-sync", "--dry-run", "--approve", "k", "sync"]);
+        let after = parsed(&["roster-sync", "sync", "--dry-run", "--approve", "k"]);
+        let without = parsed(&["roster-sync", "--dry-run", "--approve", "k"]);
+        assert_eq!(before, after);
+        assert_eq!(before, without);
+        let Command::Sync(args) = before else {
+            panic!("sync")
+        };
+        assert!(args.dry_run);
+        assert_eq!(args.job.approve, ["k"]);
+        assert!(matches!(parsed(&["roster-sync"]), Command::Sync(_)));
+    }
+
+    #[test]
+    fn an_option_value_that_names_a_command_is_a_value() {
+        let Command::History(args) = parsed(&["roster-sync", "--course", "sync", "history"]) else {
+            panic!("history")
+        };
+        assert_eq!(args.course.as_deref(), Some("sync"));
+        let Command::Verify(args) = parsed(&["roster-sync", "--audit-repo=plan", "verify"]) else {
+            panic!("verify")
+        };
+        assert_eq!(args.audit_repo.audit_repo, PathBuf::from("plan"));
+    }
+
+    #[test]
+    fn a_command_accepts_only_its_own_options() {
+        for line in [
+            &["roster-sync", "history", "--concurrency", "3"][..],
+            &["roster-sync", "verify", "--approve", "k"],
+            &["roster-sync", "check", "--report", "r.json"],
+            &["roster-sync", "plan", "--dry-run"],
+        ] {
+            let error = parse(line.iter().map(OsString::from)).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_level_help_and_version_are_not_sync_help() {
+        for flag in ["--help", "-h", "--version", "-V"] {
+            let error = parse(["roster-sync", flag].map(OsString::from)).unwrap_err();
+            let rendered = error.render().to_string();
+            assert!(!rendered.contains("--values"), "{flag}: {rendered}");
+        }
     }
 
     #[test]
     fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
-        <Cli as CommandFactory>::command().debug_assert();
+        Cli::command().debug_assert();
     }
 }

@@ -1,20 +1,23 @@
 //! Configuration: the values file gives the courses; the command line gives the settings.
 //!
-//! Raw input is validated here in one step, so the rest of the job only sees a
-//! [`Settings`] and a list of [`Course`]s that are known to be well formed. A course key
-//! is the only thing from the values file that reaches a file name or a URL, and only
-//! after it matched `^\d{4}-(spring|summer|fall)-\d{1,6}$`.
+//! Raw input is validated here in one step ([`Settings::from_options`],
+//! [`load_profiles`]), and `check` uses the same constructors as `sync`, so the rest of
+//! the job only sees [`Settings`] and [`Course`]s that are known to be well formed.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::cli::{LogFormat, Options};
-use crate::plan::GuardPolicy;
+use crate::audit::Author;
+use crate::cli::JobOptions;
+use crate::course::{Course, KeyKind};
+use crate::fetch::FetchOptions;
+use crate::guard::GuardPolicy;
 use crate::source::RetryPolicy;
+use crate::source::credentials::MissingCredentials;
+use crate::source::http::{BaseUrl, InvalidBaseUrl};
 
 /// Where profiles are looked for when `--profiles-key` is not given, in this order.
 pub const DEFAULT_PROFILE_PATHS: [&str; 4] = [
@@ -23,88 +26,6 @@ pub const DEFAULT_PROFILE_PATHS: [&str; 4] = [
     "hub.extraConfigMap.profiles",
     "jupyterhub.hub.extraConfigMap.profiles",
 ];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Season {
-    Spring,
-    Summer,
-    Fall,
-}
-
-impl Season {
-    fn parse(text: &str) -> Option<Season> {
-        match text {
-            "spring" => Some(Season::Spring),
-            "summer" => Some(Season::Summer),
-            "fall" => Some(Season::Fall),
-            _ => None,
-        }
-    }
-
-    fn digit(self) -> u32 {
-        match self {
-            Season::Spring => 2,
-            Season::Summer => 5,
-            Season::Fall => 8,
-        }
-    }
-}
-
-/// The SIS term id: century digit, two-digit year, season digit (2019 summer → 2195).
-pub fn term_id(year: u32, season: Season) -> u32 {
-    1000 * (year / 100 - 18) + 10 * (year % 100) + season.digit()
-}
-
-/// A configured course profile whose key names a SIS class.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Course {
-    /// The profile key exactly as written; roster file names derive from it.
-    pub key: String,
-    pub term_id: u32,
-    /// The class number as written, leading zeros kept.
-    pub class_number: String,
-}
-
-/// What a profile key is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    Course(Course),
-    /// Not shaped like a course key (a `users:` profile, say): skipped.
-    NotACourse,
-    /// Shaped like a course key, but its year has no SIS term id.
-    YearOutOfRange,
-}
-
-impl Course {
-    pub fn classify(key: &str) -> KeyKind {
-        let mut parts = key.splitn(3, '-');
-        let (Some(year), Some(season), Some(class_number)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return KeyKind::NotACourse;
-        };
-        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        let season = Season::parse(season);
-        if year.len() != 4
-            || !all_digits(year)
-            || season.is_none()
-            || class_number.is_empty()
-            || class_number.len() > 6
-            || !all_digits(class_number)
-        {
-            return KeyKind::NotACourse;
-        }
-        let year: u32 = year.parse().expect("four ASCII digits");
-        if !(1900..=2099).contains(&year) {
-            return KeyKind::YearOutOfRange;
-        }
-        KeyKind::Course(Course {
-            key: key.to_string(),
-            term_id: term_id(year, season.expect("checked above")),
-            class_number: class_number.to_string(),
-        })
-    }
-}
 
 /// A problem with the configuration: nothing is fetched, written or committed (exit 2).
 #[derive(Debug)]
@@ -129,14 +50,11 @@ pub enum ConfigError {
         path: PathBuf,
         key: String,
     },
-    ApiBase {
-        value: String,
-    },
+    ApiBase(InvalidBaseUrl),
     Timeout {
         value: f64,
     },
-    Credentials(String),
-    Usage(String),
+    Credentials(MissingCredentials),
 }
 
 impl fmt::Display for ConfigError {
@@ -180,14 +98,11 @@ impl fmt::Display for ConfigError {
                  no SIS term id",
                 path.display()
             ),
-            ConfigError::ApiBase { value } => write!(
-                f,
-                "--api-base {value:?} must start with https://, http:// or file://"
-            ),
+            ConfigError::ApiBase(error) => write!(f, "--api-base: {error}"),
             ConfigError::Timeout { value } => {
                 write!(f, "--timeout {value} must be a positive number of seconds")
             }
-            ConfigError::Credentials(message) | ConfigError::Usage(message) => f.write_str(message),
+            ConfigError::Credentials(missing) => missing.fmt(f),
         }
     }
 }
@@ -287,63 +202,59 @@ fn lookup<'a>(document: &'a Value, key_path: &str) -> Option<&'a Value> {
 /// Where the answers come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceConfig {
-    Http { base_url: String },
+    Http { base: BaseUrl },
     Replay { dir: PathBuf },
 }
 
-/// Author and committer of audit commits.
-#[derive(Clone, Debug)]
-pub struct Author {
-    pub name: String,
-    pub email: String,
+impl SourceConfig {
+    pub fn parse(api_base: &str) -> Result<SourceConfig, ConfigError> {
+        match api_base.strip_prefix("file://") {
+            Some(dir) => Ok(SourceConfig::Replay { dir: dir.into() }),
+            None => Ok(SourceConfig::Http {
+                base: BaseUrl::parse(api_base).map_err(ConfigError::ApiBase)?,
+            }),
+        }
+    }
 }
 
-/// Validated settings for a run.
+/// Where a run keeps its state: the hub's roster directory and the audit repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub output_dir: PathBuf,
+    pub audit_repo: PathBuf,
+    pub author: Author,
+}
+
+/// Validated settings of a `sync`, `plan` or `check`.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub values: PathBuf,
     pub profiles_key: Option<String>,
-    pub output_dir: PathBuf,
-    pub audit_repo: PathBuf,
     pub source: SourceConfig,
-    pub concurrency: usize,
-    pub include_waitlisted: bool,
-    pub excluded_roles: BTreeSet<String>,
+    pub fetch: FetchOptions,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
     pub guard: GuardPolicy,
     pub prune: bool,
     pub dry_run: bool,
-    pub retry: RetryPolicy,
-    pub timeout: Duration,
-    pub report: Option<PathBuf>,
-    pub log_format: LogFormat,
-    pub author: Author,
+    pub storage: StorageSettings,
 }
 
 impl Settings {
-    /// Validates the command line. `approve_env` is `ROSTER_SYNC_APPROVE`, whose keys are
-    /// added to the `--approve` flags.
+    /// Validates the options of a job command. `approve_env` is `ROSTER_SYNC_APPROVE`,
+    /// whose keys are added to the `--approve` flags.
     pub fn from_options(
-        options: &Options,
+        options: &JobOptions,
+        dry_run: bool,
         approve_env: Option<&str>,
     ) -> Result<Settings, ConfigError> {
-        let source = if let Some(dir) = options.api_base.strip_prefix("file://") {
-            SourceConfig::Replay { dir: dir.into() }
-        } else if options.api_base.starts_with("https://")
-            || options.api_base.starts_with("http://")
-        {
-            SourceConfig::Http {
-                base_url: options.api_base.trim_end_matches('/').to_string(),
-            }
-        } else {
-            return Err(ConfigError::ApiBase {
-                value: options.api_base.clone(),
-            });
-        };
-        if !(options.timeout.is_finite() && options.timeout > 0.0) {
-            return Err(ConfigError::Timeout {
+        let source = SourceConfig::parse(&options.api_base)?;
+        let timeout = Duration::try_from_secs_f64(options.timeout)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .ok_or(ConfigError::Timeout {
                 value: options.timeout,
-            });
-        }
+            })?;
         let approvals = options
             .approve
             .iter()
@@ -362,31 +273,38 @@ impl Settings {
         Ok(Settings {
             values: options.values.clone(),
             profiles_key: options.profiles_key.clone(),
-            output_dir: options.output_dir.clone(),
-            audit_repo: options.audit_repo.clone(),
             source,
-            concurrency: usize::from(options.concurrency),
-            include_waitlisted: options.include_waitlisted,
-            excluded_roles,
+            fetch: FetchOptions {
+                concurrency: usize::from(options.concurrency),
+                include_waitlisted: options.include_waitlisted,
+                excluded_roles,
+            },
+            retry: RetryPolicy {
+                attempts: options.retries.saturating_add(1),
+                ..RetryPolicy::default()
+            },
+            timeout,
             guard: GuardPolicy {
                 max_removal_percent: options.max_removal_percent,
                 min_size: options.guard_min_size,
                 approvals,
             },
             prune: options.prune,
-            dry_run: options.dry_run,
-            retry: RetryPolicy {
-                attempts: options.retries.saturating_add(1),
-                ..RetryPolicy::default()
-            },
-            timeout: Duration::from_secs_f64(options.timeout),
-            report: options.report.clone(),
-            log_format: options.log_format,
-            author: Author {
-                name: options.author_name.clone(),
-                email: options.author_email.clone(),
+            dry_run,
+            storage: StorageSettings {
+                output_dir: options.output_dir.output_dir.clone(),
+                audit_repo: options.audit_repo.audit_repo.clone(),
+                author: Author {
+                    name: options.author_name.clone(),
+                    email: options.author_email.clone(),
+                },
             },
         })
+    }
+
+    /// The configured courses, read from the values file.
+    pub fn load_profiles(&self) -> Result<Profiles, ConfigError> {
+        load_profiles(&self.values, self.profiles_key.as_deref())
     }
 }
 
@@ -400,38 +318,6 @@ mod tests {
 
     fn keys(profiles: &Profiles) -> Vec<&str> {
         profiles.courses.iter().map(|c| c.key.as_str()).collect()
-    }
-
-    #[test]
-    fn term_ids_follow_the_sis_formula() {
-        assert_eq!(term_id(2019, Season::Summer), 2195);
-        assert_eq!(term_id(2021, Season::Fall), 2218);
-        assert_eq!(term_id(2017, Season::Spring), 2172);
-        assert_eq!(term_id(1999, Season::Fall), 1998);
-    }
-
-    #[test]
-    fn course_keys_are_parsed_strictly() {
-        let KeyKind::Course(course) = Course::classify("2019-fall-023970") else {
-            panic!("a course key");
-        };
-        assert_eq!(course.term_id, 2198);
-        assert_eq!(course.class_number, "023970", "leading zeros kept");
-        for key in [
-            "astr-128-admins",
-            "2019-fall-1/../../x",
-            "2019-Fall-1",
-            "2019-winter-1",
-            "19-fall-1",
-            "2019-fall-",
-            "2019-fall-1234567",
-            "2019-fall-12a",
-            "2019-fall-١٢",
-            "issue-3397",
-        ] {
-            assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
-        }
-        assert_eq!(Course::classify("1799-fall-1"), KeyKind::YearOutOfRange);
     }
 
     #[test]

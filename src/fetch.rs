@@ -15,11 +15,11 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::config::Course;
-use crate::roster::{self, Roster};
+use crate::course::Course;
+use crate::roster::{self, Enrollee, Roster, Rosters};
 use crate::shutdown::Shutdown;
-use crate::source::api::{self, Enrollment, Section};
-use crate::source::{Client, PAGE_SIZE, Request, Transport};
+use crate::source::api::{self, Section};
+use crate::source::{Client, FetchError, PAGE_SIZE, Request, Transport};
 
 /// Pages read from one section before the course is failed instead of looping on.
 pub const MAX_PAGES: u32 = 100;
@@ -31,22 +31,8 @@ pub struct FetchOptions {
     pub excluded_roles: BTreeSet<String>,
 }
 
-/// The complete lists of a course.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rosters {
-    pub students: Roster,
-    pub instructors: Roster,
-    /// Counted students without a usable address (left out of `students`).
-    pub no_email: usize,
-}
-
-/// What fetching one course gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fetched {
-    Complete(Rosters),
-    /// A one-line reason, naming the API that failed but no person.
-    Failed(String),
-}
+/// What fetching one course gave: both lists complete, or the first reason it failed.
+pub type Fetched = Result<Rosters, FetchError>;
 
 /// SIGTERM or SIGINT arrived while fetching.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,7 +59,7 @@ pub fn fetch_all<T: Transport + 'static>(
                 .spawn(move || {
                     while let Some(task) = queue.pop() {
                         let answer = catch_unwind(AssertUnwindSafe(|| task.run(&client)))
-                            .unwrap_or_else(|_| Err("internal error while fetching".to_string()));
+                            .unwrap_or(Err(FetchError::Internal));
                         if answers.send((task, answer)).is_err() {
                             break;
                         }
@@ -127,7 +113,7 @@ enum Task {
 /// A parsed answer; `Ok(None)` is 404 (or HR's empty `response`).
 enum Answer {
     Sections(Option<Vec<Section>>),
-    Page(Option<Vec<Enrollment>>),
+    Page(Option<Vec<Enrollee>>),
     Addresses(Vec<String>),
 }
 
@@ -138,11 +124,13 @@ impl Task {
         }
     }
 
-    fn run<T: Transport>(&self, client: &Client<T>) -> Result<Answer, String> {
+    fn run<T: Transport>(&self, client: &Client<T>) -> Result<Answer, FetchError> {
         let request = self.request();
-        let body = client.fetch(request).map_err(|error| error.to_string())?;
-        let malformed =
-            |reason: String| format!("{}: malformed response: {reason}", request.describe());
+        let body = client.fetch(request)?;
+        let malformed = |reason| FetchError::Malformed {
+            request: request.clone(),
+            reason,
+        };
         let Some(body) = body else {
             return Ok(match request {
                 Request::Sections { .. } => Answer::Sections(None),
@@ -206,19 +194,19 @@ impl TaskQueue {
 enum Progress<T> {
     Pending,
     Done(T),
-    Failed(String),
+    Failed(FetchError),
 }
 
 struct SectionState {
-    rows: Vec<Enrollment>,
+    rows: Vec<Enrollee>,
     progress: Progress<()>,
     courses: Vec<usize>,
 }
 
 #[derive(Default)]
 struct PersonState {
-    hr: Option<Result<Vec<String>, String>>,
-    student: Option<Result<Vec<String>, String>>,
+    hr: Option<Result<Vec<String>, FetchError>>,
+    student: Option<Result<Vec<String>, FetchError>>,
     courses: Vec<usize>,
 }
 
@@ -264,7 +252,7 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    fn take(&mut self, task: Task, answer: Result<Answer, String>) {
+    fn take(&mut self, task: Task, answer: Result<Answer, FetchError>) {
         match (task, answer) {
             (Task::Sections(course, _), answer) => self.take_sections(course, answer),
             (Task::Page(key, request), answer) => self.take_page(key, &request, answer),
@@ -272,17 +260,14 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    fn take_sections(&mut self, course: usize, answer: Result<Answer, String>) {
+    fn take_sections(&mut self, course: usize, answer: Result<Answer, FetchError>) {
         let sections = match answer {
             Ok(Answer::Sections(Some(sections))) if !sections.is_empty() => sections,
             Ok(_) => {
-                let describe = request_sections(&self.courses[course]).describe();
-                return self.finish(
-                    course,
-                    Fetched::Failed(format!("class section not found ({describe})")),
-                );
+                let request = request_sections(&self.courses[course]);
+                return self.finish(course, Err(FetchError::ClassNotFound { request }));
             }
-            Err(reason) => return self.finish(course, Fetched::Failed(reason)),
+            Err(error) => return self.finish(course, Err(error)),
         };
         let term_id = self.courses[course].term_id;
         let mut keys = Vec::new();
@@ -303,7 +288,7 @@ impl<'a> Coordinator<'a> {
             state.courses.push(course);
             keys.push(key);
         }
-        let uids = roster::instructor_uids(&sections, &self.options.excluded_roles);
+        let uids = api::instructor_uids(&sections, &self.options.excluded_roles);
         for uid in &uids {
             let person = self.people.entry(uid.clone()).or_insert_with(|| {
                 self.queue
@@ -320,7 +305,12 @@ impl<'a> Coordinator<'a> {
         self.settle(course);
     }
 
-    fn take_page(&mut self, key: SectionKey, request: &Request, answer: Result<Answer, String>) {
+    fn take_page(
+        &mut self,
+        key: SectionKey,
+        request: &Request,
+        answer: Result<Answer, FetchError>,
+    ) {
         let Request::EnrollmentPage { page, .. } = *request else {
             unreachable!("page tasks carry page requests")
         };
@@ -335,10 +325,10 @@ impl<'a> Coordinator<'a> {
                 if !full {
                     section.progress = Progress::Done(());
                 } else if page >= MAX_PAGES {
-                    section.progress = Progress::Failed(format!(
-                        "{}: still full after {MAX_PAGES} pages; giving up rather than loop",
-                        request.describe()
-                    ));
+                    section.progress = Progress::Failed(FetchError::PageCap {
+                        request: request.clone(),
+                        pages: MAX_PAGES,
+                    });
                 } else {
                     self.queue
                         .push(Task::Page(key.clone(), page_request(&key, page + 1)));
@@ -347,14 +337,14 @@ impl<'a> Coordinator<'a> {
             }
             // 404: an empty section on page 1, the end of the roster after it.
             Ok(_) => section.progress = Progress::Done(()),
-            Err(reason) => section.progress = Progress::Failed(reason),
+            Err(error) => section.progress = Progress::Failed(error),
         }
         for course in section.courses.clone() {
             self.settle(course);
         }
     }
 
-    fn take_person(&mut self, request: &Request, answer: Result<Answer, String>) {
+    fn take_person(&mut self, request: &Request, answer: Result<Answer, FetchError>) {
         let addresses = answer.map(|answer| match answer {
             Answer::Addresses(addresses) => addresses,
             _ => unreachable!("person tasks answer addresses"),
@@ -389,9 +379,7 @@ impl<'a> Coordinator<'a> {
         for key in keys {
             match &self.sections[key].progress {
                 Progress::Pending => return,
-                Progress::Failed(reason) => {
-                    return self.finish(course, Fetched::Failed(reason.clone()));
-                }
+                Progress::Failed(error) => return self.finish(course, Err(error.clone())),
                 Progress::Done(()) => rows.push(&self.sections[key].rows),
             }
         }
@@ -399,7 +387,7 @@ impl<'a> Coordinator<'a> {
         for uid in &state.uids {
             match self.people[uid].progress() {
                 Progress::Pending => return,
-                Progress::Failed(reason) => return self.finish(course, Fetched::Failed(reason)),
+                Progress::Failed(error) => return self.finish(course, Err(error)),
                 Progress::Done(found) => addresses.extend(found),
             }
         }
@@ -410,22 +398,20 @@ impl<'a> Coordinator<'a> {
             students: students.roster,
             no_email: students.no_email,
         };
-        self.finish(course, Fetched::Complete(rosters));
+        self.finish(course, Ok(rosters));
     }
 
     fn finish(&mut self, course: usize, result: Fetched) {
         let key = &self.courses[course].key;
         match &result {
-            Fetched::Complete(rosters) => log::info!(
+            Ok(rosters) => log::info!(
                 course = key.as_str();
                 "{key}: fetched {} students ({} without an address), {} instructor addresses",
                 rosters.students.len(),
                 rosters.no_email,
                 rosters.instructors.len()
             ),
-            Fetched::Failed(reason) => {
-                log::error!(course = key.as_str(); "{key}: fetch failed: {reason}")
-            }
+            Err(error) => log::error!(course = key.as_str(); "{key}: fetch failed: {error}"),
         }
         self.state[course].result = Some(result);
         self.unfinished -= 1;
@@ -450,7 +436,7 @@ fn page_request((term_id, section_id): &SectionKey, page: u32) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KeyKind;
+    use crate::course::KeyKind;
     use crate::source::{Reply, RetryPolicy, TransportError};
     use std::collections::HashMap;
 
@@ -543,8 +529,8 @@ mod tests {
 
     fn students(fetched: &Fetched) -> usize {
         match fetched {
-            Fetched::Complete(rosters) => rosters.students.len(),
-            Fetched::Failed(reason) => panic!("failed: {reason}"),
+            Ok(rosters) => rosters.students.len(),
+            Err(error) => panic!("failed: {error}"),
         }
     }
 
@@ -603,11 +589,15 @@ mod tests {
             ],
             &["2019-fall-1", "2019-fall-2", "2019-fall-3"],
         );
-        assert!(matches!(&fetched[0], Fetched::Failed(reason) if reason.contains("page 2")));
+        assert!(matches!(
+            &fetched[0],
+            Err(FetchError::GaveUp {
+                request: Request::EnrollmentPage { page: 2, .. },
+                ..
+            })
+        ));
         assert_eq!(students(&fetched[1]), 2);
-        assert!(
-            matches!(&fetched[2], Fetched::Failed(reason) if reason.contains("class section not found"))
-        );
+        assert!(matches!(&fetched[2], Err(FetchError::ClassNotFound { .. })));
     }
 
     #[test]
@@ -625,7 +615,13 @@ mod tests {
             .map(|(p, s, b)| (p.as_str(), *s, b.clone()))
             .collect();
         let (fetched, asked) = run(&answers, &["2019-fall-1"]);
-        assert!(matches!(&fetched[0], Fetched::Failed(reason) if reason.contains("giving up")));
+        assert!(matches!(
+            &fetched[0],
+            Err(FetchError::PageCap {
+                pages: MAX_PAGES,
+                ..
+            })
+        ));
         let pages = asked.iter().filter(|path| path.contains("page-")).count();
         assert_eq!(pages, MAX_PAGES as usize);
     }

@@ -10,48 +10,52 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditError, AuditRepo};
-use crate::cli::HistoryArgs;
+use crate::cli::{HistoryArgs, JobOptions};
 use crate::config::{self, Settings, SourceConfig};
-use crate::credentials::Credentials;
-use crate::plan::OnDisk;
+use crate::exit::Exit;
 use crate::roster::normalize;
-use crate::source::Api;
+use crate::source::credentials::Credentials;
 use crate::store::OutputDir;
+use crate::tree::OnDisk;
 
-/// Exit codes of the read-only commands.
-const OK: u8 = 0;
-const DIFFERENT: u8 = 1;
-const CONFIG: u8 = 2;
-const STORAGE: u8 = 5;
-
-/// `check`: validates the values file, the course keys and the credentials the courses
-/// need, and says whether the output directory and audit repository are usable.
-pub fn check(settings: &Settings, out: &mut impl Write) -> u8 {
+/// `check`: validates the options, the values file, the course keys and the credentials
+/// the courses need, with the constructors `sync` uses, and says whether the output
+/// directory and audit repository are usable.
+pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Write) -> Exit {
     let mut usable = true;
     let mut say = |ok: bool, line: String| {
         usable &= ok;
         let _ = writeln!(out, "{} {line}", if ok { "ok  " } else { "FAIL" });
     };
-    match config::load_profiles(&settings.values, settings.profiles_key.as_deref()) {
+    let settings = Settings::from_options(options, false, approve_env);
+    match &settings {
+        Ok(_) => say(true, "options: valid".into()),
+        Err(error) => say(false, error.to_string()),
+    }
+    let values = &options.values;
+    match config::load_profiles(values, options.profiles_key.as_deref()) {
         Ok(profiles) => {
             let keys: Vec<&str> = profiles.courses.iter().map(|c| c.key.as_str()).collect();
             say(
                 true,
                 format!(
                     "values {}: {} course profiles ({}) under {}",
-                    settings.values.display(),
+                    values.display(),
                     keys.len(),
                     keys.join(", "),
                     profiles.key_path.as_deref().unwrap_or("no profiles path")
                 ),
             );
-            match (&settings.source, keys.is_empty()) {
+            match (
+                settings.as_ref().map(|settings| &settings.source),
+                keys.is_empty(),
+            ) {
                 (_, true) => say(true, "credentials: none needed without courses".into()),
-                (SourceConfig::Replay { dir }, false) => say(
+                (Ok(SourceConfig::Replay { dir }), false) => say(
                     true,
                     format!("credentials: none needed to replay {}", dir.display()),
                 ),
-                (SourceConfig::Http { .. }, false) => match Credentials::from_env(&Api::ALL) {
+                (_, false) => match Credentials::from_env() {
                     Ok(_) => say(
                         true,
                         "credentials: all four APIs have an id and a key".into(),
@@ -62,24 +66,26 @@ pub fn check(settings: &Settings, out: &mut impl Write) -> u8 {
         }
         Err(error) => say(false, error.to_string()),
     }
-    say_writable("output directory", &settings.output_dir, &mut say);
-    match AuditRepo::open_existing(&settings.audit_repo) {
-        Ok(Some(_)) => say_writable("audit repository", &settings.audit_repo, &mut say),
-        Ok(None) if settings.audit_repo.exists() => say_writable(
+    let output_dir = &options.output_dir.output_dir;
+    let audit_repo = &options.audit_repo.audit_repo;
+    say_writable("output directory", output_dir, &mut say);
+    match AuditRepo::open_existing(audit_repo) {
+        Ok(Some(_)) => say_writable("audit repository", audit_repo, &mut say),
+        Ok(None) if audit_repo.exists() => say_writable(
             "audit repository (not yet a repository)",
-            &settings.audit_repo,
+            audit_repo,
             &mut say,
         ),
         Ok(None) => say(
             true,
             format!(
                 "audit repository {} does not exist yet; the first sync creates it",
-                settings.audit_repo.display()
+                audit_repo.display()
             ),
         ),
         Err(error) => say(false, error.to_string()),
     }
-    if usable { OK } else { CONFIG }
+    if usable { Exit::Success } else { Exit::Config }
 }
 
 /// Reports whether a directory can be written, by creating and removing a probe file.
@@ -110,16 +116,16 @@ fn say_writable(what: &str, dir: &Path, say: &mut impl FnMut(bool, String)) {
 }
 
 /// Reads from the audit repository if there is one; an error is logged and becomes the
-/// storage exit code.
+/// storage exit.
 fn read_audit<T>(
-    settings: &Settings,
+    audit_repo: &Path,
     read: impl FnOnce(&AuditRepo) -> Result<T, AuditError>,
-) -> Result<Option<T>, u8> {
-    let result = AuditRepo::open_existing(&settings.audit_repo)
-        .and_then(|repo| repo.as_ref().map(read).transpose());
+) -> Result<Option<T>, Exit> {
+    let result =
+        AuditRepo::open_existing(audit_repo).and_then(|repo| repo.as_ref().map(read).transpose());
     result.map_err(|error| {
         log::error!("{error}");
-        STORAGE
+        Exit::Storage
     })
 }
 
@@ -131,20 +137,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `verify`: compares every file of the audit HEAD with the output directory by SHA-256.
-pub fn verify(settings: &Settings, out: &mut impl Write) -> u8 {
-    let head = match read_audit(settings, AuditRepo::head_tree) {
+pub fn verify(output_dir: &Path, audit_repo: &Path, out: &mut impl Write) -> Exit {
+    let head = match read_audit(audit_repo, AuditRepo::head_tree) {
         Ok(Some(head)) => head,
         Ok(None) => {
             let _ = writeln!(
                 out,
                 "no audit repository at {}: nothing to verify against",
-                settings.audit_repo.display()
+                audit_repo.display()
             );
-            return DIFFERENT;
+            return Exit::Failed;
         }
-        Err(code) => return code,
+        Err(exit) => return exit,
     };
-    let store = OutputDir::existing(&settings.output_dir);
+    let store = OutputDir::existing(output_dir);
     let mut differences = 0;
     for (name, content) in &head {
         let expected = sha256_hex(content);
@@ -169,9 +175,13 @@ pub fn verify(settings: &Settings, out: &mut impl Write) -> u8 {
         out,
         "{} files checked against {}, {differences} differ",
         head.len(),
-        settings.audit_repo.display()
+        audit_repo.display()
     );
-    if differences == 0 { OK } else { DIFFERENT }
+    if differences == 0 {
+        Exit::Success
+    } else {
+        Exit::Failed
+    }
 }
 
 /// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
@@ -182,11 +192,12 @@ fn parse_since(text: &str) -> Option<SystemTime> {
 }
 
 /// `history`: one line per address added to or removed from a list, oldest first.
-pub fn history(settings: &Settings, args: &HistoryArgs, out: &mut impl Write) -> u8 {
+pub fn history(args: &HistoryArgs, out: &mut impl Write) -> Exit {
+    let audit_repo = &args.audit_repo.audit_repo;
     let since = match args.since.as_deref().map(|text| (text, parse_since(text))) {
         Some((text, None)) => {
             log::error!("--since {text:?} is not a date (use YYYY-MM-DD or RFC 3339)");
-            return CONFIG;
+            return Exit::Config;
         }
         Some((_, since)) => since,
         None => None,
@@ -195,13 +206,13 @@ pub fn history(settings: &Settings, args: &HistoryArgs, out: &mut impl Write) ->
         .member
         .as_deref()
         .map(|m| normalize(m).unwrap_or_default());
-    let lines = match read_audit(settings, AuditRepo::history) {
+    let lines = match read_audit(audit_repo, AuditRepo::history) {
         Ok(Some(lines)) => lines,
         Ok(None) => {
-            log::warn!("no audit repository at {}", settings.audit_repo.display());
-            return OK;
+            log::warn!("no audit repository at {}", audit_repo.display());
+            return Exit::Success;
         }
-        Err(code) => return code,
+        Err(exit) => return exit,
     };
     for line in lines {
         let wanted = args
@@ -215,13 +226,13 @@ pub fn history(settings: &Settings, args: &HistoryArgs, out: &mut impl Write) ->
         }
         if let Err(error) = writeln!(out, "{line}") {
             return if error.kind() == ErrorKind::BrokenPipe {
-                OK
+                Exit::Success
             } else {
-                STORAGE
+                Exit::Storage
             };
         }
     }
-    OK
+    Exit::Success
 }
 
 #[cfg(test)]

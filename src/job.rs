@@ -8,91 +8,132 @@
 //! restored from HEAD as drift, or pruned again); a run killed after it leaves files
 //! that differ from HEAD, which the next run restores as drift. Every file is replaced
 //! by rename, so each roster file is always either old or new.
+//!
+//! [`run`] is the wiring (values file, credentials, transport); [`run_with`] is the job
+//! itself, with its transport as a parameter, so tests run it in process.
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use crate::audit::{self, AuditError, AuditRepo, RunLock};
-use crate::config::{self, ConfigError, Settings, SourceConfig};
-use crate::credentials::Credentials;
-use crate::fetch::{self, FetchOptions, Fetched};
-use crate::plan::{self, Status, Tree};
-use crate::report::{CourseReport, Report, Stop};
+use crate::config::{self, ConfigError, Settings, SourceConfig, StorageSettings};
+use crate::course::Course;
+use crate::exit::Exit;
+use crate::fetch;
+use crate::plan::{self, CoursePlan, Status};
+use crate::report::{Ending, Report, RunClock};
 use crate::shutdown::Shutdown;
+use crate::source::credentials::Credentials;
 use crate::source::http::HttpTransport;
 use crate::source::replay::ReplayTransport;
-use crate::source::{Api, Client, Transport};
+use crate::source::{Client, Reply, Request, Transport, TransportError};
 use crate::store::{OutputDir, StoreError};
+use crate::tree::{self, Tree};
 
 /// Why a run stopped before it could apply its plan.
 #[derive(Debug)]
-enum Abort {
-    Config(String),
-    Storage(String),
-    Locked(String),
+pub enum Abort {
+    Config(ConfigError),
+    Store(StoreError),
+    Audit(AuditError),
     Interrupted,
 }
 
-impl From<ConfigError> for Abort {
-    fn from(error: ConfigError) -> Self {
-        Abort::Config(error.to_string())
-    }
-}
-
-impl From<StoreError> for Abort {
-    fn from(error: StoreError) -> Self {
-        Abort::Storage(error.to_string())
-    }
-}
-
-impl From<AuditError> for Abort {
-    fn from(error: AuditError) -> Self {
-        match error {
-            AuditError::Locked { .. } => Abort::Locked(error.to_string()),
-            _ => Abort::Storage(error.to_string()),
+impl Abort {
+    fn exit(&self) -> Exit {
+        match self {
+            Abort::Config(_) => Exit::Config,
+            Abort::Store(_) => Exit::Storage,
+            Abort::Audit(AuditError::Locked { .. }) => Exit::Locked,
+            Abort::Audit(_) => Exit::Storage,
+            Abort::Interrupted => Exit::Interrupted,
         }
     }
 }
 
-impl Abort {
-    fn into_stop(self) -> (Stop, String) {
+impl fmt::Display for Abort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Abort::Config(message) => (Stop::Config, message),
-            Abort::Storage(message) => (Stop::Storage, message),
-            Abort::Locked(message) => (Stop::Locked, message),
-            Abort::Interrupted => (
-                Stop::Interrupted,
-                "stopped by a termination signal before anything was written; safe to rerun"
-                    .to_string(),
+            Abort::Config(error) => error.fmt(f),
+            Abort::Store(error) => error.fmt(f),
+            Abort::Audit(error) => error.fmt(f),
+            Abort::Interrupted => f.write_str(
+                "stopped by a termination signal before anything was written; safe to rerun",
             ),
         }
     }
 }
 
-/// Runs `sync` (or `plan` when `settings.dry_run`) and returns its report.
-pub fn run(settings: Settings, shutdown: &Shutdown) -> Report {
-    let started = Instant::now();
-    let mut report = new_report(settings.dry_run);
-    let result = execute(&settings, shutdown, &mut report);
-    conclude(report, result.err().map(Abort::into_stop), started)
+impl From<ConfigError> for Abort {
+    fn from(error: ConfigError) -> Self {
+        Abort::Config(error)
+    }
 }
 
-/// The report of a run whose command line was rejected before it started.
-pub fn rejected(error: ConfigError, dry_run: bool) -> Report {
-    let report = new_report(dry_run);
-    conclude(report, Some(Abort::from(error).into_stop()), Instant::now())
+impl From<StoreError> for Abort {
+    fn from(error: StoreError) -> Self {
+        Abort::Store(error)
+    }
 }
 
-fn new_report(dry_run: bool) -> Report {
-    let now = SystemTime::now();
-    let started_at = humantime::format_rfc3339_seconds(now).to_string();
-    let run_id = format!("{started_at}-{}", std::process::id());
-    Report::new(run_id, started_at, dry_run)
+impl From<AuditError> for Abort {
+    fn from(error: AuditError) -> Self {
+        Abort::Audit(error)
+    }
 }
 
-fn conclude(mut report: Report, stop: Option<(Stop, String)>, started: Instant) -> Report {
-    report.conclude(stop);
-    report.duration_seconds = started.elapsed().as_secs_f64();
+/// Runs `sync` (or `plan` when `settings.dry_run`) with the configured courses and source,
+/// and returns its report.
+pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
+    let clock = RunClock::start();
+    let courses = match load_courses(settings) {
+        Ok(courses) => courses,
+        Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
+    };
+    let transport: Box<dyn Transport> = match &settings.source {
+        SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
+        // No course, no request: credentials are not needed.
+        SourceConfig::Http { .. } if courses.is_empty() => Box::new(NothingToAsk),
+        SourceConfig::Http { base } => match Credentials::from_env() {
+            Ok(credentials) => Box::new(HttpTransport::new(base, credentials, settings.timeout)),
+            Err(missing) => {
+                let abort = Abort::Config(ConfigError::Credentials(missing));
+                return rejected(&clock, abort, settings.dry_run);
+            }
+        },
+    };
+    run_with(settings, &courses, transport, shutdown, &clock)
+}
+
+/// The report of a run whose configuration was rejected before it started.
+pub fn rejected(clock: &RunClock, abort: Abort, dry_run: bool) -> Report {
+    conclude(
+        clock,
+        dry_run,
+        Ending {
+            stop: Some((abort.exit(), abort.to_string())),
+            ..Ending::default()
+        },
+    )
+}
+
+/// The job on `courses`, asking `transport` for their rosters.
+pub fn run_with(
+    settings: &Settings,
+    courses: &[Course],
+    transport: Box<dyn Transport>,
+    shutdown: &Shutdown,
+    clock: &RunClock,
+) -> Report {
+    let mut ending = Ending::default();
+    if let Err(abort) = execute(settings, courses, transport, shutdown, clock, &mut ending) {
+        ending.stop = Some((abort.exit(), abort.to_string()));
+    }
+    conclude(clock, settings.dry_run, ending)
+}
+
+fn conclude(clock: &RunClock, dry_run: bool, ending: Ending) -> Report {
+    let report = Report::new(clock, dry_run, ending);
     if let Some(error) = &report.error {
         log::error!("{error}");
     }
@@ -106,61 +147,49 @@ fn conclude(mut report: Report, stop: Option<(Stop, String)>, started: Instant) 
     report
 }
 
-/// One line per course: its status, both lists' change, and the reason when held
-/// back, failed or approved.
-fn log_course(course: &plan::CoursePlan) {
-    let level = match course.status {
-        Status::Failed => log::Level::Error,
-        Status::Guarded => log::Level::Warn,
-        _ if course.approved.is_some() => log::Level::Warn,
-        _ => log::Level::Info,
-    };
-    let reason = match (&course.error, &course.approved) {
-        (Some(error), _) => format!(": {error}"),
-        (None, Some(guard)) => format!(": approved although it {guard}"),
-        (None, None) => String::new(),
-    };
-    let (students, instructors) = (&course.students, &course.instructors);
-    log::log!(
-        level,
-        course = course.key.as_str(),
-        status = course.status.name();
-        "{}: {} (students {} +{} -{}, instructors {} +{} -{}){reason}",
-        course.key,
-        course.status.name(),
-        students.count,
-        students.added,
-        students.removed,
-        instructors.count,
-        instructors.added,
-        instructors.removed,
-    );
+/// A transport for a run with no courses: it is never asked.
+struct NothingToAsk;
+
+impl Transport for NothingToAsk {
+    fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+        Err(TransportError {
+            message: format!("{request}: no credentials were loaded, as no course is configured"),
+            retryable: false,
+        })
+    }
 }
 
-fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Result<(), Abort> {
-    let courses = load_courses(settings)?;
-    let transport = if courses.is_empty() {
-        None
-    } else {
-        Some(transport(settings)?)
-    };
-    let storage = Storage::open(settings)?;
+/// Runs the stages, recording in `ending` what each one settled, so that a stage that
+/// stops the run still leaves the report what the earlier ones found.
+fn execute(
+    settings: &Settings,
+    courses: &[Course],
+    transport: Box<dyn Transport>,
+    shutdown: &Shutdown,
+    clock: &RunClock,
+    ending: &mut Ending,
+) -> Result<(), Abort> {
+    let storage = Storage::open(&settings.storage, settings.dry_run)?;
     let head = match &storage.repo {
         Some(repo) => repo.head_tree()?,
         None => Tree::new(),
     };
-    let fetched = match transport {
-        Some(transport) => fetch_courses(settings, transport, &courses, shutdown, report)?,
-        None => Vec::new(),
-    };
+    let client = Arc::new(Client::new(
+        transport,
+        settings.retry.clone(),
+        shutdown.clone(),
+    ));
+    let fetched = fetch::fetch_all(Arc::clone(&client), courses, &settings.fetch, shutdown);
+    ending.requests = client.requests();
+    let fetched = fetched.map_err(|_| Abort::Interrupted)?;
     if shutdown.requested() {
         return Err(Abort::Interrupted);
     }
 
-    let paired: Vec<(config::Course, Fetched)> = courses.into_iter().zip(fetched).collect();
+    let paired: Vec<(Course, fetch::Fetched)> = courses.iter().cloned().zip(fetched).collect();
     let plan = plan::plan(&paired, &head, &settings.guard, settings.prune);
-    report.courses = plan.courses.iter().map(CourseReport::from).collect();
     log_plan(&plan, settings);
+    ending.courses = plan.courses.clone();
     if paired.is_empty() && !head.is_empty() && !settings.prune {
         log::warn!(
             "the configuration yields no course profiles while the audit repository holds \
@@ -172,8 +201,8 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
     let disk = storage
         .store
         .read_all(head.keys().chain(plan.tree.keys()))?;
-    let reconcile = plan::reconcile(&head, &plan.tree, &disk);
-    report.drift = reconcile.drift.len();
+    let reconcile = tree::reconcile(&head, &plan.tree, &disk);
+    ending.drift = reconcile.drift.len();
     for name in &reconcile.drift {
         log::warn!(
             file = name.as_str();
@@ -186,13 +215,13 @@ fn execute(settings: &Settings, shutdown: &Shutdown, report: &mut Report) -> Res
             }
         );
     }
-    report.commit = storage.apply(&plan, &head, &reconcile, settings, &report.run_id)?;
+    ending.commit = storage.apply(&plan, &head, &reconcile, &settings.storage, &clock.run_id)?;
     Ok(())
 }
 
 /// The configured courses, saying in the log where they were found.
-fn load_courses(settings: &Settings) -> Result<Vec<config::Course>, Abort> {
-    let profiles = config::load_profiles(&settings.values, settings.profiles_key.as_deref())?;
+fn load_courses(settings: &Settings) -> Result<Vec<Course>, ConfigError> {
+    let profiles = settings.load_profiles()?;
     let values = settings.values.display();
     match &profiles.key_path {
         Some(path) if profiles.courses.is_empty() => {
@@ -213,27 +242,36 @@ fn load_courses(settings: &Settings) -> Result<Vec<config::Course>, Abort> {
     Ok(profiles.courses)
 }
 
-/// Fetches every course; the request counts go into the report whatever happens.
-fn fetch_courses(
-    settings: &Settings,
-    transport: Box<dyn Transport>,
-    courses: &[config::Course],
-    shutdown: &Shutdown,
-    report: &mut Report,
-) -> Result<Vec<Fetched>, Abort> {
-    let client = Arc::new(Client::new(
-        transport,
-        settings.retry.clone(),
-        shutdown.clone(),
-    ));
-    let options = FetchOptions {
-        concurrency: settings.concurrency,
-        include_waitlisted: settings.include_waitlisted,
-        excluded_roles: settings.excluded_roles.clone(),
+/// One line per course: its status, both lists' change, and the reason when held
+/// back, failed or approved.
+fn log_course(course: &CoursePlan) {
+    let status = course.status();
+    let approved = course.approved();
+    let level = match status {
+        Status::Failed => log::Level::Error,
+        Status::Guarded => log::Level::Warn,
+        _ if approved.is_some() => log::Level::Warn,
+        _ => log::Level::Info,
     };
-    let result = fetch::fetch_all(Arc::clone(&client), courses, &options, shutdown);
-    report.set_requests(client.counts());
-    result.map_err(|_| Abort::Interrupted)
+    let reason = match (course.error(), approved) {
+        (Some(error), _) => format!(": {error}"),
+        (None, Some(guard)) => format!(": approved although it {guard}"),
+        (None, None) => String::new(),
+    };
+    let (students, instructors) = (&course.students, &course.instructors);
+    log::log!(
+        level,
+        course = course.key.as_str(),
+        status = status.name();
+        "{}: {status} (students {} +{} -{}, instructors {} +{} -{}){reason}",
+        course.key,
+        students.count,
+        students.added,
+        students.removed,
+        instructors.count,
+        instructors.added,
+        instructors.removed,
+    );
 }
 
 fn log_plan(plan: &plan::Plan, settings: &Settings) {
@@ -244,7 +282,7 @@ fn log_plan(plan: &plan::Plan, settings: &Settings) {
         let used = plan
             .courses
             .iter()
-            .any(|course| &course.key == key && course.approved.is_some());
+            .any(|course| &course.key == key && course.approved().is_some());
         if !used {
             log::info!("approval of {key} was not needed: no guard held its change back");
         }
@@ -267,8 +305,8 @@ struct Storage {
 }
 
 impl Storage {
-    fn open(settings: &Settings) -> Result<Storage, Abort> {
-        if settings.dry_run {
+    fn open(settings: &StorageSettings, dry_run: bool) -> Result<Storage, Abort> {
+        if dry_run {
             return Ok(Storage {
                 store: OutputDir::existing(&settings.output_dir),
                 repo: AuditRepo::open_existing(&settings.audit_repo)?,
@@ -302,8 +340,8 @@ impl Storage {
         &self,
         plan: &plan::Plan,
         head: &Tree,
-        reconcile: &plan::Reconcile,
-        settings: &Settings,
+        reconcile: &tree::Reconcile,
+        settings: &StorageSettings,
         run_id: &str,
     ) -> Result<Option<String>, Abort> {
         let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
@@ -332,19 +370,4 @@ impl Storage {
         self.store.sync()?;
         Ok(commit)
     }
-}
-
-/// The transport for the configured source; live HTTP needs every API's credentials.
-fn transport(settings: &Settings) -> Result<Box<dyn Transport>, Abort> {
-    Ok(match &settings.source {
-        SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
-        SourceConfig::Http { base_url } => {
-            let credentials = Credentials::from_env(&Api::ALL)
-                .map_err(|missing| ConfigError::Credentials(missing.to_string()))?;
-            Box::new(
-                HttpTransport::new(base_url, credentials, settings.timeout)
-                    .map_err(Abort::Config)?,
-            )
-        }
-    })
 }

@@ -3,14 +3,18 @@
 //! without ever letting a failed, partial or suspicious fetch overwrite a good roster.
 //!
 //! The job's data flows one way: [`config`] → [`fetch`] (over [`source`]) → [`plan`]
-//! (pure) → [`store`] and [`audit`] → [`report`]. [`job`] strings them together;
-//! [`inspect`] holds the read-only commands.
+//! (pure, with [`guard`]) → [`store`] and [`audit`] → [`report`] and [`observe`]. [`job`]
+//! strings them together; [`inspect`] holds the read-only commands. The domain types live
+//! in leaves that depend on nothing else of the crate but each other: [`course`],
+//! [`roster`], [`tree`], [`guard`], [`exit`].
 
 pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod credentials;
+pub mod course;
+pub mod exit;
 pub mod fetch;
+pub mod guard;
 pub mod inspect;
 pub mod job;
 pub mod logging;
@@ -21,54 +25,55 @@ pub mod roster;
 pub mod shutdown;
 pub mod source;
 pub mod store;
+pub mod tree;
 
-use std::path::Path;
-
-use cli::{Cli, Command};
+use cli::{Cli, Command, JobOptions, RunOutputs};
 use config::Settings;
+use exit::Exit;
+use job::Abort;
+use report::RunClock;
 use shutdown::Shutdown;
 
-/// Runs the command line's command and returns the process exit code.
-pub fn run(cli: &Cli, shutdown: &Shutdown) -> u8 {
+/// Runs the command line's command and returns how it ended.
+pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
     let approve_env = std::env::var("ROSTER_SYNC_APPROVE").ok();
-    let settings = Settings::from_options(&cli.options, approve_env.as_deref());
+    let approve_env = approve_env.as_deref();
     let mut stdout = std::io::stdout().lock();
-    let command = cli.selected_command();
-    let settings = match (command.clone(), settings) {
-        (Command::Sync | Command::Plan, settings) => settings,
-        (_, Err(error)) => {
-            log::error!("{error}");
-            return report::Stop::Config.exit_code();
-        }
-        (Command::Check, Ok(settings)) => return inspect::check(&settings, &mut stdout),
-        (Command::Verify, Ok(settings)) => return inspect::verify(&settings, &mut stdout),
-        (Command::History(args), Ok(settings)) => {
-            return inspect::history(&settings, &args, &mut stdout);
-        }
-    };
-    drop(stdout);
-    let dry_run = command == Command::Plan;
-    let report = match settings {
-        Ok(mut settings) => {
-            settings.dry_run |= dry_run;
-            job::run(settings, shutdown)
-        }
-        Err(error) => job::rejected(error, dry_run || cli.options.dry_run),
-    };
-    if let Some(path) = &cli.options.report {
-        write_report(&report, path);
+    match &cli.command {
+        Command::Sync(args) => run_job(&args.job, args.dry_run, &args.run, approve_env, shutdown),
+        Command::Plan(args) => run_job(&args.job, true, &args.run, approve_env, shutdown),
+        Command::Check(args) => inspect::check(&args.job, approve_env, &mut stdout),
+        Command::Verify(args) => inspect::verify(
+            &args.output_dir.output_dir,
+            &args.audit_repo.audit_repo,
+            &mut stdout,
+        ),
+        Command::History(args) => inspect::history(args, &mut stdout),
     }
-    let sinks = observe::Sinks {
-        metrics_file: cli.options.metrics_file.clone(),
-        pushgateway: cli.options.pushgateway.clone(),
-        termination_log: Some(cli.options.termination_log.clone()),
-    };
-    observe::publish(&report, &sinks);
-    report.exit_code
 }
 
-fn write_report(report: &report::Report, path: &Path) {
-    if let Err(error) = report.write_to(path) {
+/// `sync` or `plan`: the job, then its report wherever it was asked for.
+fn run_job(
+    options: &JobOptions,
+    dry_run: bool,
+    outputs: &RunOutputs,
+    approve_env: Option<&str>,
+    shutdown: &Shutdown,
+) -> Exit {
+    let report = match Settings::from_options(options, dry_run, approve_env) {
+        Ok(settings) => job::run(&settings, shutdown),
+        Err(error) => job::rejected(&RunClock::start(), Abort::Config(error), dry_run),
+    };
+    if let Some(path) = &outputs.report
+        && let Err(error) = report.write_to(path)
+    {
         log::error!("cannot write the report to {}: {error}", path.display());
     }
+    let sinks = observe::Sinks {
+        metrics_file: outputs.metrics_file.clone(),
+        pushgateway: outputs.pushgateway.clone(),
+        termination_log: Some(outputs.termination_log.clone()),
+    };
+    observe::publish(&report, &sinks);
+    report.exit
 }

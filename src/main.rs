@@ -3,19 +3,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use roster_sync::cli::Cli;
+use roster_sync::exit::Exit;
 use roster_sync::shutdown::Shutdown;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    roster_sync::logging::init(cli.options.log_format);
+    let cli = roster_sync::cli::parse(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    roster_sync::logging::init(cli.command.log_format());
     let shutdown = match Shutdown::on_signals() {
         Ok(shutdown) => shutdown,
         Err(error) => {
             log::error!("cannot install the SIGTERM handler: {error}");
-            return ExitCode::from(2);
+            return Exit::Config.into();
         }
     };
-    ExitCode::from(roster_sync::run(&cli, &shutdown))
+    roster_sync::run(&cli, &shutdown).into()
 }

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::report::{Outcome, Report};
+use crate::plan::Status;
+use crate::report::{CourseReport, Outcome, Report};
 
 const LAST_SUCCESS: &str = "roster_sync_last_success_timestamp_seconds";
 
@@ -116,40 +117,30 @@ pub fn metrics(report: &Report, now: f64, previous_success: Option<f64>) -> Stri
     );
     out.single(
         "roster_sync_exit_code",
-        "Exit code of the last run (0 ok, 1 fetch failed, 2 config, 3 guarded, 4 locked, 5 storage, 6 signal).",
+        "Exit code of the last run (`roster-sync --help` lists the codes).",
         f64::from(report.exit_code),
     );
-    let outcomes = [
-        Outcome::Success,
-        Outcome::Partial,
-        Outcome::Guarded,
-        Outcome::Failed,
-    ];
     out.family(
         "roster_sync_run_outcome",
         "1 for the outcome of the last run, 0 for the others.",
-        &outcomes.map(|o| {
+        &Outcome::ALL.map(|o| {
             (
                 labels(&[("outcome", o.name())]),
                 f64::from(u8::from(o == report.outcome)),
             )
         }),
     );
-    let statuses = [
-        "unchanged",
-        "updated",
-        "created",
-        "failed",
-        "guarded",
-        "pruned",
-    ];
-    let count = |status: &str| report.courses.iter().filter(|c| c.status == status).count();
     out.family(
         "roster_sync_courses",
         "Courses of the last run by status.",
-        &statuses.map(|status| (labels(&[("status", status)]), count(status) as f64)),
+        &Status::ALL.map(|status| {
+            (
+                labels(&[("status", status.name())]),
+                report.count(status) as f64,
+            )
+        }),
     );
-    let per_list = |pick: fn(&crate::report::CourseReport) -> [usize; 2]| {
+    let per_list = |pick: fn(&CourseReport) -> [usize; 2]| {
         report
             .courses
             .iter()
@@ -192,7 +183,7 @@ pub fn metrics(report: &Report, now: f64, previous_success: Option<f64>) -> Stri
     out.single(
         "roster_sync_guard_trips",
         "Courses whose change a guard held back in the last run.",
-        count("guarded") as f64,
+        report.count(Status::Guarded) as f64,
     );
     out.single(
         "roster_sync_drift_files",
@@ -243,9 +234,10 @@ fn push(url: &str, report: &Report, now: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Ending, RunClock};
 
     fn report(outcome: Outcome) -> Report {
-        let mut report = Report::new("r".into(), "t".into(), false);
+        let mut report = Report::new(&RunClock::start(), false, Ending::default());
         report.outcome = outcome;
         report
     }

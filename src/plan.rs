@@ -1,60 +1,47 @@
 //! Planning: what every course's files become, decided without any I/O.
 //!
 //! Inputs are the fetched rosters, the audit repository's HEAD tree and the guard
-//! policy; the output is the tree to commit and, per course, a status with the counts
-//! the report and the commit message show. Invariants:
+//! policy; the output is the tree to commit and, per course, a [`Decision`] with the
+//! counts the report and the commit message show. Invariants:
 //! - a failed or guarded course keeps exactly its HEAD files;
 //! - a course seen for the first time is never guarded;
 //! - a course that is no longer configured keeps its files unless pruning was asked for,
 //!   and pruning itself is held back by the same shrink guard, counted in courses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
-use crate::config::{Course, KeyKind};
-use crate::fetch::Fetched;
-use crate::roster::{Change, List, Roster};
+use serde::Serialize;
 
-/// File name → content, as committed in the audit repository and written on disk.
-pub type Tree = BTreeMap<String, Vec<u8>>;
+use crate::course::{Course, KeyKind};
+use crate::guard::{GuardPolicy, Trip};
+use crate::roster::{Change, List, Roster, Rosters};
+use crate::source::FetchError;
+use crate::tree::{Tree, rosters_in};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GuardPolicy {
-    pub max_removal_percent: u8,
-    pub min_size: usize,
-    /// Course keys whose guarded change may go through.
-    pub approvals: BTreeSet<String>,
-}
-
-impl GuardPolicy {
-    /// Why shrinking from `before` members by `removed` to `after` must be held back.
-    fn trips(&self, before: usize, removed: usize, after: usize) -> Option<String> {
-        if before > 0 && after == 0 {
-            return Some(format!("would drop all {before}"));
-        }
-        let percent = removed.saturating_mul(100);
-        let limit = usize::from(self.max_removal_percent).saturating_mul(before);
-        (before >= self.min_size && percent > limit).then(|| {
-            format!(
-                "would drop {removed} of {before} ({}%, more than {}%)",
-                percent / before,
-                self.max_removal_percent
-            )
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a run did (or, in a dry run, would do) with a course.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
-    Unchanged,
-    Updated,
     Created,
-    Failed,
-    Guarded,
+    Updated,
+    Unchanged,
     Pruned,
+    Guarded,
+    Failed,
 }
 
 impl Status {
+    /// Every status, in the order summaries and metrics list them.
+    pub const ALL: [Status; 6] = [
+        Status::Created,
+        Status::Updated,
+        Status::Unchanged,
+        Status::Pruned,
+        Status::Guarded,
+        Status::Failed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Status::Unchanged => "unchanged",
@@ -65,10 +52,54 @@ impl Status {
             Status::Pruned => "pruned",
         }
     }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The decision on one course, with what justifies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Created,
+    /// Changed; `approved` holds the trips an `--approve` let through.
+    Updated {
+        approved: Vec<Trip>,
+    },
+    Unchanged,
+    /// No longer configured, its files removed; `approved` holds the prune guard's trip
+    /// when an `--approve` let it through.
+    Pruned {
+        approved: Option<Trip>,
+    },
+    /// The fetched change tripped the guard on these lists; HEAD's files are kept.
+    Guarded(Vec<Trip>),
+    /// Pruning tripped the guard, counted in courses; HEAD's files are kept.
+    PruneGuarded(Trip),
+    /// The fetch failed; HEAD's files are kept.
+    Failed(FetchError),
+}
+
+impl Decision {
+    pub fn status(&self) -> Status {
+        match self {
+            Decision::Created => Status::Created,
+            Decision::Updated { .. } => Status::Updated,
+            Decision::Unchanged => Status::Unchanged,
+            Decision::Pruned { .. } => Status::Pruned,
+            Decision::Guarded(_) | Decision::PruneGuarded(_) => Status::Guarded,
+            Decision::Failed(_) => Status::Failed,
+        }
+    }
 
     /// Whether this course's files change in the committed tree.
-    pub fn changes_files(self) -> bool {
-        matches!(self, Status::Updated | Status::Created | Status::Pruned)
+    fn changes_files(&self) -> bool {
+        matches!(
+            self.status(),
+            Status::Updated | Status::Created | Status::Pruned
+        )
     }
 }
 
@@ -85,22 +116,67 @@ pub struct ListPlan {
 pub struct CoursePlan {
     pub key: String,
     pub term_id: Option<u32>,
-    pub status: Status,
+    pub decision: Decision,
     pub students: ListPlan,
     pub instructors: ListPlan,
     pub no_email: usize,
-    /// Why the course failed or was guarded.
-    pub error: Option<String>,
-    /// The guard this course's change tripped, when an approval let it through.
-    pub approved: Option<String>,
 }
 
 impl CoursePlan {
+    pub fn status(&self) -> Status {
+        self.decision.status()
+    }
+
     pub fn list(&self, list: List) -> &ListPlan {
         match list {
             List::Students => &self.students,
             List::Instructors => &self.instructors,
         }
+    }
+
+    /// Why the course failed or was held back, for the report and the log.
+    pub fn error(&self) -> Option<String> {
+        let key = &self.key;
+        match &self.decision {
+            Decision::Failed(error) => Some(error.to_string()),
+            Decision::Guarded(trips) => Some(format!(
+                "held back: {}; approve with --approve {key}",
+                Trips(trips)
+            )),
+            Decision::PruneGuarded(trip) => Some(format!(
+                "pruning held back: removing these courses {trip} courses in the audit \
+                 repository; approve with --approve {key}"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The guard an approval let through, when one did.
+    pub fn approved(&self) -> Option<String> {
+        match &self.decision {
+            Decision::Updated { approved } if !approved.is_empty() => {
+                Some(Trips(approved).to_string())
+            }
+            Decision::Pruned {
+                approved: Some(trip),
+            } => Some(format!("pruning {trip} courses")),
+            _ => None,
+        }
+    }
+}
+
+/// Trips joined as one reason.
+struct Trips<'a>(&'a [Trip]);
+
+impl fmt::Display for Trips<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, trip) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            trip.fmt(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -113,117 +189,33 @@ pub struct Plan {
     pub unconfigured: Vec<String>,
 }
 
-/// The previous lists of each course in a tree; a list without a file reads as absent.
-fn rosters_in(tree: &Tree) -> BTreeMap<&str, BTreeMap<List, Roster>> {
-    let mut courses: BTreeMap<&str, BTreeMap<List, Roster>> = BTreeMap::new();
-    for (name, content) in tree {
-        if let Some((key, list)) = List::parse_file_name(name) {
-            courses
-                .entry(key)
-                .or_default()
-                .insert(list, Roster::parse(content));
-        }
-    }
-    courses
-}
-
-fn term_id_of(key: &str) -> Option<u32> {
-    match Course::classify(key) {
-        KeyKind::Course(course) => Some(course.term_id),
-        _ => None,
-    }
-}
-
 /// Decides every course's outcome. `fetched` pairs each configured course with what
 /// fetching it gave.
-pub fn plan(fetched: &[(Course, Fetched)], head: &Tree, policy: &GuardPolicy, prune: bool) -> Plan {
+pub fn plan(
+    fetched: &[(Course, Result<Rosters, FetchError>)],
+    head: &Tree,
+    policy: &GuardPolicy,
+    prune: bool,
+) -> Plan {
     let previous = rosters_in(head);
     let mut tree = head.clone();
-    let mut courses = Vec::new();
     let empty = BTreeMap::new();
-    for (course, outcome) in fetched {
-        let before = previous.get(course.key.as_str()).unwrap_or(&empty);
-        let kept = |list| ListPlan {
-            count: before.get(&list).map_or(0, Roster::len),
-            ..ListPlan::default()
-        };
-        let mut entry = CoursePlan {
-            key: course.key.clone(),
-            term_id: Some(course.term_id),
-            status: Status::Unchanged,
-            students: kept(List::Students),
-            instructors: kept(List::Instructors),
-            no_email: 0,
-            error: None,
-            approved: None,
-        };
-        let rosters = match outcome {
-            Fetched::Failed(reason) => {
-                entry.status = Status::Failed;
-                entry.error = Some(reason.clone());
-                courses.push(entry);
-                continue;
+    let mut courses: Vec<CoursePlan> = fetched
+        .iter()
+        .map(|(course, outcome)| {
+            let before = previous.get(course.key.as_str()).unwrap_or(&empty);
+            let planned = plan_course(course, outcome, before, policy);
+            if planned.decision.changes_files() {
+                let Ok(rosters) = outcome else {
+                    unreachable!("only fetched courses change files")
+                };
+                for (list, roster) in lists(rosters) {
+                    tree.insert(list.file_name(&course.key), roster.render());
+                }
             }
-            Fetched::Complete(rosters) => rosters,
-        };
-        entry.no_email = rosters.no_email;
-        let next = [
-            (List::Students, &rosters.students),
-            (List::Instructors, &rosters.instructors),
-        ];
-        let mut trips = Vec::new();
-        let mut changed = false;
-        for (list, roster) in next {
-            let change = before.get(&list).map_or(
-                Change {
-                    added: roster.len(),
-                    removed: 0,
-                },
-                |old| old.changes_to(roster),
-            );
-            changed |= before.get(&list) != Some(roster);
-            if let Some(why) = before
-                .get(&list)
-                .and_then(|old| policy.trips(old.len(), change.removed, roster.len()))
-            {
-                trips.push(format!("{list} {why}"));
-            }
-            let plan = ListPlan {
-                count: roster.len(),
-                added: change.added,
-                removed: change.removed,
-            };
-            match list {
-                List::Students => entry.students = plan,
-                List::Instructors => entry.instructors = plan,
-            }
-        }
-        let guard = (!trips.is_empty()).then(|| trips.join("; "));
-        entry.status = match (&guard, policy.approvals.contains(&course.key)) {
-            (Some(why), false) => {
-                entry.status = Status::Guarded;
-                entry.error = Some(format!(
-                    "held back: {why}; approve with --approve {}",
-                    course.key
-                ));
-                entry.students.count = kept(List::Students).count;
-                entry.instructors.count = kept(List::Instructors).count;
-                courses.push(entry);
-                continue;
-            }
-            (Some(why), true) => {
-                entry.approved = Some(why.clone());
-                Status::Updated
-            }
-            (None, _) if before.is_empty() => Status::Created,
-            (None, _) if changed => Status::Updated,
-            (None, _) => Status::Unchanged,
-        };
-        for (list, roster) in next {
-            tree.insert(list.file_name(&course.key), roster.render());
-        }
-        courses.push(entry);
-    }
+            planned
+        })
+        .collect();
 
     let configured: BTreeSet<&str> = fetched
         .iter()
@@ -241,46 +233,44 @@ pub fn plan(fetched: &[(Course, Fetched)], head: &Tree, policy: &GuardPolicy, pr
             unconfigured: unconfigured.into_iter().map(str::to_string).collect(),
         };
     }
-    let prune_guard = policy.trips(
+    let prune_trip = policy.check(
+        None,
         previous.len(),
         unconfigured.len(),
         previous.len() - unconfigured.len(),
     );
     for key in unconfigured {
-        let lists = &previous[key];
-        let gone = |list| ListPlan {
-            count: 0,
-            added: 0,
-            removed: lists.get(&list).map_or(0, Roster::len),
-        };
-        let mut entry = CoursePlan {
-            key: key.to_string(),
-            term_id: term_id_of(key),
-            status: Status::Pruned,
-            students: gone(List::Students),
-            instructors: gone(List::Instructors),
-            no_email: 0,
-            error: None,
-            approved: None,
-        };
-        match (&prune_guard, policy.approvals.contains(key)) {
-            (Some(why), false) => {
-                entry.status = Status::Guarded;
-                entry.error = Some(format!(
-                    "pruning held back: removing these courses {why} courses in the audit \
-                     repository; approve with --approve {key}"
-                ));
-                entry.students.count = entry.students.removed;
-                entry.instructors.count = entry.instructors.removed;
-            }
-            (guard, _) => {
-                entry.approved = guard.as_ref().map(|why| format!("pruning {why} courses"));
+        let sizes = |list| previous[key].get(&list).map_or(0, Roster::len);
+        let (decision, kept) = match &prune_trip {
+            Some(trip) if !policy.approves(key) => (Decision::PruneGuarded(trip.clone()), true),
+            approved => {
                 for list in List::BOTH {
                     tree.remove(&list.file_name(key));
                 }
+                (
+                    Decision::Pruned {
+                        approved: approved.clone(),
+                    },
+                    false,
+                )
             }
-        }
-        courses.push(entry);
+        };
+        let gone = |list| ListPlan {
+            count: if kept { sizes(list) } else { 0 },
+            added: 0,
+            removed: sizes(list),
+        };
+        courses.push(CoursePlan {
+            key: key.to_string(),
+            term_id: match Course::classify(key) {
+                KeyKind::Course(course) => Some(course.term_id),
+                _ => None,
+            },
+            decision,
+            students: gone(List::Students),
+            instructors: gone(List::Instructors),
+            no_email: 0,
+        });
     }
     Plan {
         courses,
@@ -289,21 +279,101 @@ pub fn plan(fetched: &[(Course, Fetched)], head: &Tree, policy: &GuardPolicy, pr
     }
 }
 
+fn lists(rosters: &Rosters) -> [(List, &Roster); 2] {
+    [
+        (List::Students, &rosters.students),
+        (List::Instructors, &rosters.instructors),
+    ]
+}
+
+/// The decision on one configured course whose previous lists are `before`.
+fn plan_course(
+    course: &Course,
+    outcome: &Result<Rosters, FetchError>,
+    before: &BTreeMap<List, Roster>,
+    policy: &GuardPolicy,
+) -> CoursePlan {
+    let kept = |list| ListPlan {
+        count: before.get(&list).map_or(0, Roster::len),
+        ..ListPlan::default()
+    };
+    let mut planned = CoursePlan {
+        key: course.key.clone(),
+        term_id: Some(course.term_id),
+        decision: Decision::Unchanged,
+        students: kept(List::Students),
+        instructors: kept(List::Instructors),
+        no_email: 0,
+    };
+    let rosters = match outcome {
+        Err(error) => {
+            planned.decision = Decision::Failed(error.clone());
+            return planned;
+        }
+        Ok(rosters) => rosters,
+    };
+    planned.no_email = rosters.no_email;
+    let mut trips = Vec::new();
+    let mut changed = false;
+    for (list, roster) in lists(rosters) {
+        let old = before.get(&list);
+        let change = old.map_or(
+            Change {
+                added: roster.len(),
+                removed: 0,
+            },
+            |old| old.changes_to(roster),
+        );
+        changed |= old != Some(roster);
+        trips.extend(
+            old.and_then(|old| policy.check(Some(list), old.len(), change.removed, roster.len())),
+        );
+        let counted = ListPlan {
+            count: roster.len(),
+            added: change.added,
+            removed: change.removed,
+        };
+        match list {
+            List::Students => planned.students = counted,
+            List::Instructors => planned.instructors = counted,
+        }
+    }
+    planned.decision = if !trips.is_empty() && !policy.approves(&course.key) {
+        planned.students.count = kept(List::Students).count;
+        planned.instructors.count = kept(List::Instructors).count;
+        Decision::Guarded(trips)
+    } else if !trips.is_empty() {
+        Decision::Updated { approved: trips }
+    } else if before.is_empty() {
+        Decision::Created
+    } else if changed {
+        Decision::Updated {
+            approved: Vec::new(),
+        }
+    } else {
+        Decision::Unchanged
+    };
+    planned
+}
+
 impl Plan {
     /// The audit commit message, or `None` when the tree is the same as `head`.
     pub fn commit_message(&self, head: &Tree, run_id: &str, version: &str) -> Option<String> {
         if self.tree == *head {
             return None;
         }
+        let differs = |key: &str, list: List| {
+            let name = list.file_name(key);
+            head.get(&name) != self.tree.get(&name)
+        };
         let changed: Vec<&CoursePlan> = self
             .courses
             .iter()
-            .filter(|course| course.status.changes_files())
+            .filter(|course| course.decision.changes_files())
             .filter(|course| {
-                List::BOTH.into_iter().any(|list| {
-                    let name = list.file_name(&course.key);
-                    head.get(&name) != self.tree.get(&name)
-                })
+                List::BOTH
+                    .into_iter()
+                    .any(|list| differs(&course.key, list))
             })
             .collect();
         let (added, removed) = changed
@@ -322,38 +392,31 @@ impl Plan {
             changed.len()
         );
         for course in &changed {
-            for list in List::BOTH {
-                let name = list.file_name(&course.key);
-                if head.get(&name) == self.tree.get(&name) {
-                    continue;
-                }
+            for list in List::BOTH
+                .into_iter()
+                .filter(|list| differs(&course.key, *list))
+            {
                 let plan = course.list(list);
                 let _ = write!(
                     message,
                     "{} {list}: +{} -{}, {} members",
                     course.key, plan.added, plan.removed, plan.count
                 );
-                message += match course.status {
+                message += match course.status() {
                     Status::Pruned => " (pruned)\n",
                     Status::Created => " (new)\n",
                     _ => "\n",
                 };
             }
         }
-        let approved: Vec<&CoursePlan> = changed
+        let approvals: Vec<(&str, String)> = changed
             .iter()
-            .copied()
-            .filter(|c| c.approved.is_some())
+            .filter_map(|course| Some((course.key.as_str(), course.approved()?)))
             .collect();
-        if !approved.is_empty() {
+        if !approvals.is_empty() {
             message += "\n";
-            for course in approved {
-                let _ = writeln!(
-                    message,
-                    "Approved: {} ({})",
-                    course.key,
-                    course.approved.as_deref().unwrap_or_default()
-                );
+            for (key, why) in approvals {
+                let _ = writeln!(message, "Approved: {key} ({why})");
             }
         }
         let _ = write!(
@@ -364,53 +427,9 @@ impl Plan {
     }
 }
 
-/// A managed file as found in the output directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OnDisk {
-    Missing,
-    File(Vec<u8>),
-    /// A symlink, directory or other non-regular file where a roster file belongs.
-    NotAFile,
-}
-
-/// What publishing a tree needs, given what is on disk.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reconcile {
-    /// Files to (re)write with their tree content.
-    pub writes: Vec<String>,
-    /// Files of pruned courses to remove.
-    pub removals: Vec<String>,
-    /// Files that differed from HEAD: changed out of band, to be restored.
-    pub drift: Vec<String>,
-}
-
-/// Compares the directory with HEAD and with the tree to publish.
-pub fn reconcile(head: &Tree, target: &Tree, disk: &BTreeMap<String, OnDisk>) -> Reconcile {
-    let state = |name: &String| disk.get(name).unwrap_or(&OnDisk::Missing);
-    let mut result = Reconcile::default();
-    for (name, content) in target {
-        let found = state(name);
-        if !matches!(found, OnDisk::File(bytes) if bytes == content) {
-            result.writes.push(name.clone());
-        }
-    }
-    for (name, content) in head {
-        let found = state(name);
-        if target.contains_key(name) {
-            if !matches!(found, OnDisk::File(bytes) if bytes == content) {
-                result.drift.push(name.clone());
-            }
-        } else if *found != OnDisk::Missing {
-            result.removals.push(name.clone());
-        }
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::Rosters;
 
     fn course(key: &str) -> Course {
         match Course::classify(key) {
@@ -429,8 +448,8 @@ mod tests {
         Roster::from_raw(list.iter().map(String::as_str))
     }
 
-    fn complete(students: &[String], instructors: &[String]) -> Fetched {
-        Fetched::Complete(Rosters {
+    fn complete(students: &[String], instructors: &[String]) -> Result<Rosters, FetchError> {
+        Ok(Rosters {
             students: roster(students),
             instructors: roster(instructors),
             no_email: 0,
@@ -465,7 +484,7 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(plan.courses[0].status, Status::Created);
+        assert_eq!(plan.courses[0].status(), Status::Created);
         assert_eq!(
             plan.courses[0].students,
             ListPlan {
@@ -489,7 +508,7 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(same.courses[0].status, Status::Unchanged);
+        assert_eq!(same.courses[0].status(), Status::Unchanged);
         assert_eq!(same.tree, head);
         assert_eq!(same.commit_message(&head, "r", "v"), None);
 
@@ -502,7 +521,7 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(grown.courses[0].status, Status::Updated);
+        assert_eq!(grown.courses[0].status(), Status::Updated);
         assert_eq!(
             grown.courses[0].students,
             ListPlan {
@@ -517,14 +536,17 @@ mod tests {
     fn a_failed_course_keeps_its_files_and_counts() {
         let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
         let plan = plan(
-            &[(course(KEY), Fetched::Failed("boom".into()))],
+            &[(course(KEY), Err(FetchError::Internal))],
             &head,
             &policy(),
             false,
         );
         let entry = &plan.courses[0];
-        assert_eq!(entry.status, Status::Failed);
-        assert_eq!(entry.error.as_deref(), Some("boom"));
+        assert_eq!(entry.status(), Status::Failed);
+        assert_eq!(
+            entry.error().as_deref(),
+            Some("internal error while fetching")
+        );
         assert_eq!((entry.students.count, entry.instructors.count), (20, 2));
         assert_eq!(plan.tree, head);
     }
@@ -542,7 +564,7 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(at_limit.courses[0].status, Status::Updated);
+        assert_eq!(at_limit.courses[0].status(), Status::Updated);
         // 7 of 20: 35%, held back, files kept, change reported.
         let over = plan(
             &[(
@@ -554,7 +576,7 @@ mod tests {
             false,
         );
         let entry = &over.courses[0];
-        assert_eq!(entry.status, Status::Guarded);
+        assert_eq!(entry.status(), Status::Guarded);
         assert_eq!(
             entry.students,
             ListPlan {
@@ -563,13 +585,7 @@ mod tests {
                 removed: 7
             }
         );
-        assert!(
-            entry
-                .error
-                .as_deref()
-                .unwrap()
-                .contains("--approve 2019-fall-23970")
-        );
+        assert!(entry.error().unwrap().contains("--approve 2019-fall-23970"));
         assert_eq!(over.tree, head);
         // Instructors are guarded too.
         let instructors = plan(
@@ -581,7 +597,7 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(instructors.courses[0].status, Status::Guarded);
+        assert_eq!(instructors.courses[0].status(), Status::Guarded);
     }
 
     #[test]
@@ -596,18 +612,17 @@ mod tests {
             &policy(),
             false,
         );
-        assert_eq!(shrunk.courses[0].status, Status::Updated);
+        assert_eq!(shrunk.courses[0].status(), Status::Updated);
         let emptied = plan(
             &[(course(KEY), complete(&addresses("s", 9), &[]))],
             &head,
             &policy(),
             false,
         );
-        assert_eq!(emptied.courses[0].status, Status::Guarded);
+        assert_eq!(emptied.courses[0].status(), Status::Guarded);
         assert!(
             emptied.courses[0]
-                .error
-                .as_deref()
+                .error()
                 .unwrap()
                 .contains("instructors would drop all 1")
         );
@@ -624,8 +639,8 @@ mod tests {
             &approving,
             false,
         );
-        assert_eq!(plan.courses[0].status, Status::Updated);
-        assert!(plan.courses[0].approved.is_some());
+        assert_eq!(plan.courses[0].status(), Status::Updated);
+        assert!(plan.courses[0].approved().is_some());
         let message = plan.commit_message(&head, "run-1", "0.1.0").unwrap();
         assert!(
             message.starts_with("roster-sync: 1 course changed (+0 -20)\n\n"),
@@ -657,7 +672,7 @@ mod tests {
             .iter()
             .find(|c| c.key == "2019-fall-1")
             .unwrap();
-        assert_eq!(entry.status, Status::Pruned);
+        assert_eq!(entry.status(), Status::Pruned);
         assert_eq!(
             entry.students,
             ListPlan {
@@ -683,13 +698,13 @@ mod tests {
     fn pruning_every_course_is_held_back_unless_approved() {
         let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
         let held = plan(&[], &head, &policy(), true);
-        assert_eq!(held.courses[0].status, Status::Guarded);
+        assert_eq!(held.courses[0].status(), Status::Guarded);
         assert_eq!(held.courses[0].students.count, 20);
         assert_eq!(held.tree, head);
         let mut approving = policy();
         approving.approvals.insert(KEY.to_string());
         let approved = plan(&[], &head, &approving, true);
-        assert_eq!(approved.courses[0].status, Status::Pruned);
+        assert_eq!(approved.courses[0].status(), Status::Pruned);
         assert!(approved.tree.is_empty());
     }
 
@@ -715,40 +730,5 @@ mod tests {
         assert!(message.contains("2019-fall-23970 students: +2 -1, 21 members\n"));
         assert!(!message.contains("2019-fall-23970 instructors"));
         assert!(message.contains("2021-fall-32244 instructors: +1 -0, 1 members (new)\n"));
-    }
-
-    #[test]
-    fn reconcile_restores_drift_and_removes_pruned_files() {
-        let head = Tree::from([
-            ("a-students.txt".to_string(), b"x\n".to_vec()),
-            ("b-students.txt".to_string(), b"y\n".to_vec()),
-            ("c-students.txt".to_string(), b"z\n".to_vec()),
-            ("d-students.txt".to_string(), b"w\n".to_vec()),
-        ]);
-        let mut target = head.clone();
-        target.remove("d-students.txt");
-        target.insert("b-students.txt".into(), b"y2\n".to_vec());
-        target.insert("e-students.txt".into(), b"new\n".to_vec());
-        let disk = BTreeMap::from([
-            (
-                "a-students.txt".to_string(),
-                OnDisk::File(b"edited\n".to_vec()),
-            ),
-            ("b-students.txt".to_string(), OnDisk::File(b"y\n".to_vec())),
-            ("c-students.txt".to_string(), OnDisk::NotAFile),
-            ("d-students.txt".to_string(), OnDisk::File(b"w\n".to_vec())),
-        ]);
-        let result = reconcile(&head, &target, &disk);
-        assert_eq!(
-            result.writes,
-            [
-                "a-students.txt",
-                "b-students.txt",
-                "c-students.txt",
-                "e-students.txt"
-            ]
-        );
-        assert_eq!(result.drift, ["a-students.txt", "c-students.txt"]);
-        assert_eq!(result.removals, ["d-students.txt"]);
     }
 }

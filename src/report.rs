@@ -1,35 +1,19 @@
-//! Reporting: the exit code, the JSON report of SPEC §8, and the closing log line.
+//! Reporting: the JSON report of a run and its one-line summary, built once from the
+//! run's final values.
 //!
-//! The exit code is derived in one place from what happened, with the precedence of the
-//! SPEC (2 > 5 > 4 > 6 > 3 > 1 > 0), so the report, the log and the process agree.
+//! Invariant: the exit code and the outcome are derived here, in one place, from what
+//! happened (see [`Exit`] for the precedence), so the report, the log, the metrics and
+//! the process agree.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::exit::Exit;
 use crate::plan::{CoursePlan, Status};
-use crate::source::RequestCounts;
-
-/// Why a run ended early, before or instead of applying the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Config,
-    Storage,
-    Locked,
-    Interrupted,
-}
-
-impl Stop {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Stop::Config => 2,
-            Stop::Storage => 5,
-            Stop::Locked => 4,
-            Stop::Interrupted => 6,
-        }
-    }
-}
+use crate::source::Requests;
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +25,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Partial,
+        Outcome::Guarded,
+        Outcome::Failed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -49,12 +40,6 @@ impl Outcome {
             Outcome::Failed => "failed",
         }
     }
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub struct Requests {
-    pub total: u64,
-    pub retried: u64,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -76,7 +61,7 @@ pub struct InstructorsReport {
 pub struct CourseReport {
     pub key: String,
     pub term_id: Option<u32>,
-    pub status: &'static str,
+    pub status: Status,
     pub students: StudentsReport,
     pub instructors: InstructorsReport,
     pub error: Option<String>,
@@ -89,7 +74,7 @@ impl From<&CoursePlan> for CourseReport {
         CourseReport {
             key: course.key.clone(),
             term_id: course.term_id,
-            status: course.status.name(),
+            status: course.status(),
             students: StudentsReport {
                 count: course.students.count,
                 added: course.students.added,
@@ -101,10 +86,40 @@ impl From<&CoursePlan> for CourseReport {
                 added: course.instructors.added,
                 removed: course.instructors.removed,
             },
-            error: course.error.clone(),
-            approved: course.approved.clone(),
+            error: course.error(),
+            approved: course.approved(),
         }
     }
+}
+
+/// When and as what a run started.
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    pub run_id: String,
+    started_at: String,
+    started: Instant,
+}
+
+impl RunClock {
+    pub fn start() -> Self {
+        let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        RunClock {
+            run_id: format!("{started_at}-{}", std::process::id()),
+            started_at,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// What a run got to before it ended, and why it ended early if it did.
+#[derive(Debug, Default)]
+pub struct Ending {
+    pub courses: Vec<CoursePlan>,
+    pub drift: usize,
+    pub commit: Option<String>,
+    pub requests: Requests,
+    /// The exit and the message of a run stopped before it could apply its plan.
+    pub stop: Option<(Exit, String)>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -121,56 +136,43 @@ pub struct Report {
     pub version: &'static str,
     pub started_at: String,
     pub duration_seconds: f64,
+    #[serde(skip)]
+    pub exit: Exit,
 }
 
 impl Report {
-    pub fn new(run_id: String, started_at: String, dry_run: bool) -> Self {
+    /// The report of a run that started at `clock` and ended as `ending` says.
+    pub fn new(clock: &RunClock, dry_run: bool, ending: Ending) -> Self {
+        let courses: Vec<CourseReport> = ending.courses.iter().map(CourseReport::from).collect();
+        let count = |status| courses.iter().filter(|c| c.status == status).count();
+        let (guarded, failed) = (count(Status::Guarded), count(Status::Failed));
+        let (outcome, exit, error) = match ending.stop {
+            Some((exit, message)) => (Outcome::Failed, exit, Some(message)),
+            None if guarded > 0 => (Outcome::Guarded, Exit::Guarded, None),
+            None if failed > 0 && failed == courses.len() => (Outcome::Failed, Exit::Failed, None),
+            None if failed > 0 => (Outcome::Partial, Exit::Failed, None),
+            None => (Outcome::Success, Exit::Success, None),
+        };
         Report {
-            outcome: Outcome::Success,
-            exit_code: 0,
+            outcome,
+            exit_code: exit.code(),
             dry_run,
-            commit: None,
-            drift: 0,
-            requests: Requests {
-                total: 0,
-                retried: 0,
-            },
-            courses: Vec::new(),
-            error: None,
-            run_id,
+            commit: ending.commit,
+            drift: ending.drift,
+            requests: ending.requests,
+            courses,
+            error,
+            run_id: clock.run_id.clone(),
             version: env!("CARGO_PKG_VERSION"),
-            started_at,
-            duration_seconds: 0.0,
+            started_at: clock.started_at.clone(),
+            duration_seconds: clock.started.elapsed().as_secs_f64(),
+            exit,
         }
     }
 
-    pub fn set_requests(&mut self, counts: RequestCounts) {
-        self.requests = Requests {
-            total: counts.total,
-            retried: counts.retried,
-        };
-    }
-
-    /// Settles outcome and exit code: from the early stop if there was one, else from
-    /// the courses' statuses.
-    pub fn conclude(&mut self, stop: Option<(Stop, String)>) {
-        if let Some((stop, message)) = stop {
-            self.outcome = Outcome::Failed;
-            self.exit_code = stop.exit_code();
-            self.error = Some(message);
-            return;
-        }
-        let count = |status: &str| self.courses.iter().filter(|c| c.status == status).count();
-        let (guarded, failed) = (count(Status::Guarded.name()), count(Status::Failed.name()));
-        (self.outcome, self.exit_code) = if guarded > 0 {
-            (Outcome::Guarded, 3)
-        } else if failed > 0 && failed == self.courses.len() {
-            (Outcome::Failed, 1)
-        } else if failed > 0 {
-            (Outcome::Partial, 1)
-        } else {
-            (Outcome::Success, 0)
-        };
+    /// How many courses have `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.courses.iter().filter(|c| c.status == status).count()
     }
 
     /// Writes the report to `path` (`-` is stdout).
@@ -187,24 +189,11 @@ impl Report {
 
     /// One line that says how the run went, for the log.
     pub fn summary(&self) -> String {
-        let count = |status: Status| {
-            self.courses
-                .iter()
-                .filter(|c| c.status == status.name())
-                .count()
-        };
-        let statuses = [
-            Status::Created,
-            Status::Updated,
-            Status::Unchanged,
-            Status::Pruned,
-            Status::Guarded,
-            Status::Failed,
-        ]
-        .into_iter()
-        .map(|status| format!("{} {}", count(status), status.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
+        let statuses = Status::ALL
+            .into_iter()
+            .map(|status| format!("{} {status}", self.count(status)))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
             "outcome {} (exit {}): {} courses ({statuses}); drift {}; requests {} ({} retried); commit {}{}",
             self.outcome.name(),
@@ -222,63 +211,77 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::GuardPolicy;
+    use crate::plan::{Decision, ListPlan};
+    use crate::source::FetchError;
 
-    fn course(status: Status) -> CourseReport {
-        CourseReport {
+    fn course(decision: Decision) -> CoursePlan {
+        CoursePlan {
             key: "k".into(),
             term_id: None,
-            status: status.name(),
-            students: StudentsReport {
-                count: 0,
-                added: 0,
-                removed: 0,
-                no_email: 0,
-            },
-            instructors: InstructorsReport {
-                count: 0,
-                added: 0,
-                removed: 0,
-            },
-            error: None,
-            approved: None,
+            decision,
+            students: ListPlan::default(),
+            instructors: ListPlan::default(),
+            no_email: 0,
         }
     }
 
-    fn concluded(statuses: &[Status], stop: Option<Stop>) -> (Outcome, u8) {
-        let mut report = Report::new("r".into(), "t".into(), false);
-        report.courses = statuses.iter().copied().map(course).collect();
-        report.conclude(stop.map(|stop| (stop, "why".to_string())));
+    fn guarded() -> Decision {
+        let policy = GuardPolicy::default();
+        Decision::Guarded(vec![policy.check(None, 1, 1, 0).unwrap()])
+    }
+
+    fn concluded(decisions: Vec<Decision>, stop: Option<Exit>) -> (Outcome, u8) {
+        let ending = Ending {
+            courses: decisions.into_iter().map(course).collect(),
+            stop: stop.map(|exit| (exit, "why".to_string())),
+            ..Ending::default()
+        };
+        let report = Report::new(&RunClock::start(), false, ending);
         (report.outcome, report.exit_code)
     }
 
     #[test]
     fn outcome_and_exit_code_follow_the_precedence() {
-        use Status::*;
-        assert_eq!(concluded(&[], None), (Outcome::Success, 0));
+        let failed = || Decision::Failed(FetchError::Internal);
+        let updated = || Decision::Updated { approved: vec![] };
+        let pruned = Decision::Pruned { approved: None };
+        assert_eq!(concluded(vec![], None), (Outcome::Success, 0));
         assert_eq!(
-            concluded(&[Unchanged, Created, Pruned], None),
+            concluded(vec![Decision::Unchanged, Decision::Created, pruned], None),
             (Outcome::Success, 0)
         );
-        assert_eq!(concluded(&[Updated, Failed], None), (Outcome::Partial, 1));
-        assert_eq!(concluded(&[Failed, Failed], None), (Outcome::Failed, 1));
-        assert_eq!(concluded(&[Failed, Guarded], None), (Outcome::Guarded, 3));
         assert_eq!(
-            concluded(&[Updated], Some(Stop::Locked)),
+            concluded(vec![updated(), failed()], None),
+            (Outcome::Partial, 1)
+        );
+        assert_eq!(
+            concluded(vec![failed(), failed()], None),
+            (Outcome::Failed, 1)
+        );
+        assert_eq!(
+            concluded(vec![failed(), guarded()], None),
+            (Outcome::Guarded, 3)
+        );
+        assert_eq!(
+            concluded(vec![updated()], Some(Exit::Locked)),
             (Outcome::Failed, 4)
         );
-        assert_eq!(concluded(&[], Some(Stop::Config)), (Outcome::Failed, 2));
-        assert_eq!(concluded(&[], Some(Stop::Storage)), (Outcome::Failed, 5));
+        assert_eq!(concluded(vec![], Some(Exit::Config)), (Outcome::Failed, 2));
+        assert_eq!(concluded(vec![], Some(Exit::Storage)), (Outcome::Failed, 5));
         assert_eq!(
-            concluded(&[Guarded], Some(Stop::Interrupted)),
+            concluded(vec![guarded()], Some(Exit::Interrupted)),
             (Outcome::Failed, 6)
         );
     }
 
     #[test]
     fn the_report_has_the_spec_fields() {
-        let mut report = Report::new("r".into(), "t".into(), true);
-        report.courses.push(course(Status::Created));
-        report.conclude(None);
+        let ending = Ending {
+            courses: vec![course(Decision::Created)],
+            ..Ending::default()
+        };
+        let report = Report::new(&RunClock::start(), true, ending);
         let json = serde_json::to_value(&report).unwrap();
         for field in [
             "outcome",
@@ -296,5 +299,6 @@ mod tests {
         assert_eq!(json["courses"][0]["status"], "created");
         assert_eq!(json["courses"][0]["students"]["no_email"], 0);
         assert_eq!(json["requests"]["retried"], 0);
+        assert!(json.get("exit").is_none());
     }
 }

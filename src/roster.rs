@@ -9,8 +9,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::source::api::{Enrollment, Section};
-
 /// The two lists of a course.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum List {
@@ -114,38 +112,71 @@ pub struct Change {
     pub removed: usize,
 }
 
-/// The student list of a course from all its sections' enrollment rows.
+/// The complete lists of a course, as a source fetched them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rosters {
+    pub students: Roster,
+    pub instructors: Roster,
+    /// Counted students without a usable address (left out of `students`).
+    pub no_email: usize,
+}
+
+/// Where a person stands in a course, as far as the student list is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Enrolled,
+    Waitlisted,
+    /// Dropped, withdrawn, completed, ...: never on the list.
+    Other,
+}
+
+/// One person a source lists in a course, reduced to what the student rules need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrollee {
+    pub standing: Standing,
+    /// The source's stable id of the person, when it discloses one; it tells apart two
+    /// rows of one person without an address.
+    pub id: Option<String>,
+    /// The address the source offers, raw.
+    pub address: Option<String>,
+}
+
+/// The student list of a course and how many of its students had no usable address.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Students {
     pub roster: Roster,
-    /// Distinct enrolled (`E`) students, by UID when SIS discloses one, without a usable
+    /// Distinct enrolled students, by id when the source discloses one, without a usable
     /// address. Waitlisted ones are left out of this count even when they are listed,
     /// because the report defines it over enrolled students.
     pub no_email: usize,
 }
 
-/// Applies the student rules: status `E` (and `W` when waitlisted students count);
-/// the row's CAMP-else-OTHR address; rows without one are counted, not listed.
+/// Applies the student rules: enrolled people (and waitlisted ones when they count);
+/// people without a usable address are counted, not listed.
 pub fn students<'a>(
-    rows: impl IntoIterator<Item = &'a Enrollment>,
+    enrollees: impl IntoIterator<Item = &'a Enrollee>,
     include_waitlisted: bool,
 ) -> Students {
     let mut addresses = BTreeSet::new();
-    let mut without_address_by_uid = BTreeSet::new();
+    let mut without_address_by_id = BTreeSet::new();
     let mut without_address_anonymous = 0;
-    for row in rows {
-        let counted = row.status == "E" || (include_waitlisted && row.status == "W");
+    for enrollee in enrollees {
+        let counted = match enrollee.standing {
+            Standing::Enrolled => true,
+            Standing::Waitlisted => include_waitlisted,
+            Standing::Other => false,
+        };
         if !counted {
             continue;
         }
-        match row.address.as_deref().and_then(normalize) {
+        match enrollee.address.as_deref().and_then(normalize) {
             Some(address) => {
                 addresses.insert(address);
             }
-            None if row.status != "E" => {}
-            None => match &row.uid {
-                Some(uid) => {
-                    without_address_by_uid.insert(uid.as_str());
+            None if enrollee.standing != Standing::Enrolled => {}
+            None => match &enrollee.id {
+                Some(id) => {
+                    without_address_by_id.insert(id.as_str());
                 }
                 None => without_address_anonymous += 1,
             },
@@ -153,33 +184,23 @@ pub fn students<'a>(
     }
     Students {
         roster: Roster(addresses),
-        no_email: without_address_by_uid.len() + without_address_anonymous,
+        no_email: without_address_by_id.len() + without_address_anonymous,
     }
-}
-
-/// The instructor UIDs of a course: every disclosed campus UID assigned to any meeting
-/// of any section, unless its role is excluded.
-pub fn instructor_uids(
-    sections: &[Section],
-    excluded_roles: &BTreeSet<String>,
-) -> BTreeSet<String> {
-    sections
-        .iter()
-        .flat_map(|section| &section.instructors)
-        .filter(|assignment| !excluded_roles.contains(&assignment.role))
-        .map(|assignment| assignment.uid.clone())
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::api::Assignment;
 
-    fn row(status: &str, uid: Option<&str>, address: Option<&str>) -> Enrollment {
-        Enrollment {
-            status: status.into(),
-            uid: uid.map(Into::into),
+    fn row(standing: &str, id: Option<&str>, address: Option<&str>) -> Enrollee {
+        let standing = match standing {
+            "E" => Standing::Enrolled,
+            "W" => Standing::Waitlisted,
+            _ => Standing::Other,
+        };
+        Enrollee {
+            standing,
+            id: id.map(Into::into),
             address: address.map(Into::into),
         }
     }
@@ -230,32 +251,6 @@ mod tests {
             with_waitlist.no_email, 2,
             "waitlisted rows are not enrolled"
         );
-    }
-
-    #[test]
-    fn instructor_roles_are_filtered_and_uids_deduplicated() {
-        let assignment = |uid: &str, role: &str| Assignment {
-            uid: uid.into(),
-            role: role.into(),
-        };
-        let sections = [
-            Section {
-                id: "1".into(),
-                instructors: vec![assignment("10", "PI"), assignment("20", "APRX")],
-            },
-            Section {
-                id: "2".into(),
-                instructors: vec![assignment("10", "PI"), assignment("30", "TNIC")],
-            },
-        ];
-        let excluded = BTreeSet::from(["APRX".to_string()]);
-        assert_eq!(
-            instructor_uids(&sections, &excluded)
-                .into_iter()
-                .collect::<Vec<_>>(),
-            ["10", "30"]
-        );
-        assert_eq!(instructor_uids(&sections, &BTreeSet::new()).len(), 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::plan::OnDisk;
+use crate::tree::OnDisk;
 
 const TEMP_PREFIX: &str = ".roster-sync-tmp-";
 const FILE_MODE: u32 = 0o640;
@@ -143,7 +143,8 @@ impl OutputDir {
     }
 
     /// Replaces `name` with `content` atomically.
-    pub fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
+    #[cfg(test)]
+    fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
         self.stage(name, content)?.publish()?;
         self.sync()
     }

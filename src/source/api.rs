@@ -1,4 +1,5 @@
-//! Typed views of the four API responses, and the field rules of SPEC §3.
+//! Typed views of the four SIS/HR API responses, and the field rules that pick the
+//! sections, instructors, enrollees and addresses out of them.
 //!
 //! Every parser accepts a body with or without the outer `apiResponse` wrapper. Fields
 //! that SIS omits or sends as `null` read as empty; a body that is not JSON, or lacks
@@ -6,7 +7,42 @@
 //! files) rather than an empty answer: reading "no data" into a broken answer is the
 //! bug that made the original sidecar truncate rosters.
 
+use std::collections::BTreeSet;
+use std::fmt;
+
 use serde::{Deserialize, Deserializer};
+
+use crate::roster::{Enrollee, Standing};
+
+/// Why a body could not be read. It never quotes a value of the body: a value may be a
+/// person's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON at all (a gateway's HTML error page, a truncated body).
+    Syntax { detail: String },
+    /// JSON, but a member has the wrong type.
+    Shape {
+        what: &'static str,
+        line: usize,
+        column: usize,
+    },
+    /// JSON without the member the parser exists to read.
+    Missing { member: &'static str },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Syntax { detail } => write!(f, "invalid JSON: {detail}"),
+            ParseError::Shape { what, line, column } => {
+                write!(f, "unexpected {what} shape at line {line} column {column}")
+            }
+            ParseError::Missing { member } => write!(f, "no {member} member"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 /// Reads `T` from `null` or a missing field as `T::default()`.
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -84,25 +120,32 @@ struct Wrapped<T> {
 }
 
 /// The `response` member of a body, read as `what`.
-fn response<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, String> {
+fn response<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    what: &'static str,
+) -> Result<T, ParseError> {
     let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|error| {
         if error.is_syntax() || error.is_eof() {
-            format!("invalid JSON: {error}")
+            ParseError::Syntax {
+                detail: error.to_string(),
+            }
         } else {
             // serde quotes the offending value, which may be a person's address: say
             // only where the shape was wrong.
-            format!(
-                "unexpected {what} shape at line {} column {}",
-                error.line(),
-                error.column()
-            )
+            ParseError::Shape {
+                what,
+                line: error.line(),
+                column: error.column(),
+            }
         }
     })?;
     envelope
         .wrapped
         .and_then(|wrapped| wrapped.response)
         .or(envelope.response)
-        .ok_or_else(|| "no `response` member".to_string())
+        .ok_or(ParseError::Missing {
+            member: "`response`",
+        })
 }
 
 /// A class section and the instructors assigned to its meetings.
@@ -155,7 +198,7 @@ struct RawPerson {
 }
 
 /// Classes API: the sections of a class (empty when SIS lists none).
-pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, String> {
+pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, ParseError> {
     let classes: ClassesResponse = response(body, "class sections")?;
     Ok(classes
         .sections
@@ -177,13 +220,18 @@ pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, String> {
         .collect())
 }
 
-/// One enrollment row: its status code, the student's UID if disclosed, and the
-/// address the roster uses (the first CAMP address, else the first OTHR one), raw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enrollment {
-    pub status: String,
-    pub uid: Option<String>,
-    pub address: Option<String>,
+/// The instructor UIDs of a course: every disclosed campus UID assigned to any meeting
+/// of any section, unless its role is excluded.
+pub fn instructor_uids(
+    sections: &[Section],
+    excluded_roles: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    sections
+        .iter()
+        .flat_map(|section| &section.instructors)
+        .filter(|assignment| !excluded_roles.contains(&assignment.role))
+        .map(|assignment| assignment.uid.clone())
+        .collect()
 }
 
 /// An Enrollments page: the v3 nesting or the v2 one.
@@ -223,24 +271,32 @@ fn first_address(emails: &[Email], kind: &str) -> Option<String> {
 }
 
 /// Enrollments API: the rows of one page, all statuses (the caller counts them for
-/// pagination and filters them for the roster). Accepts the v3 nesting
+/// pagination). Status `E` is enrolled, `W` waitlisted; the address is the first CAMP
+/// one, else the first OTHR one. Accepts the v3 nesting
 /// (`response.enrollmentsByClassSection.classSectionEnrollments`) and the v2 one
 /// (`response.classSectionEnrollments`).
-pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollment>, String> {
+pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollee>, ParseError> {
     let page: EnrollmentResponse = response(body, "enrollments")?;
     let rows = page
         .v3
         .and_then(|v3| v3.items)
         .or(page.v2)
-        .ok_or("no classSectionEnrollments list")?;
+        .ok_or(ParseError::Missing {
+            member: "classSectionEnrollments",
+        })?;
     Ok(rows
         .into_iter()
         .map(|row| {
             let address = first_address(&row.student.emails, "CAMP")
                 .or_else(|| first_address(&row.student.emails, "OTHR"));
-            Enrollment {
-                status: row.enrollment_status.status.code,
-                uid: disclosed_campus_uid(row.student.identifiers),
+            let standing = match row.enrollment_status.status.code.as_str() {
+                "E" => Standing::Enrolled,
+                "W" => Standing::Waitlisted,
+                _ => Standing::Other,
+            };
+            Enrollee {
+                standing,
+                id: disclosed_campus_uid(row.student.identifiers),
                 address,
             }
         })
@@ -248,7 +304,7 @@ pub fn parse_enrollment_page(body: &[u8]) -> Result<Vec<Enrollment>, String> {
 }
 
 /// Students API: the disclosed CAMP addresses of a person.
-pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, String> {
+pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, ParseError> {
     let person: RawPerson = response(body, "student record")?;
     Ok(person
         .emails
@@ -260,7 +316,7 @@ pub fn parse_student_addresses(body: &[u8]) -> Result<Vec<String>, String> {
 
 /// HR API: the BUSN addresses of `response[0]`; `None` when `response` is empty, which
 /// means the same as 404.
-pub fn parse_employee_addresses(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+pub fn parse_employee_addresses(body: &[u8]) -> Result<Option<Vec<String>>, ParseError> {
     let people: Vec<RawPerson> = response(body, "employee list")?;
     Ok(people.into_iter().next().map(|person| {
         person
@@ -335,19 +391,19 @@ mod tests {
             assert_eq!(
                 rows,
                 [
-                    Enrollment {
-                        status: "E".into(),
-                        uid: Some("1".into()),
+                    Enrollee {
+                        standing: Standing::Enrolled,
+                        id: Some("1".into()),
                         address: Some(" A@Berkeley.edu ".into())
                     },
-                    Enrollment {
-                        status: "W".into(),
-                        uid: None,
+                    Enrollee {
+                        standing: Standing::Waitlisted,
+                        id: None,
                         address: Some("only@example.org".into())
                     },
-                    Enrollment {
-                        status: "D".into(),
-                        uid: None,
+                    Enrollee {
+                        standing: Standing::Other,
+                        id: None,
                         address: None
                     },
                 ]
@@ -368,7 +424,7 @@ mod tests {
     #[test]
     fn shape_errors_do_not_quote_values() {
         let body = br#"{"response":{"classSectionEnrollments":[{"student":{"emails":"someone@berkeley.edu"}}]}}"#;
-        let error = parse_enrollment_page(body).unwrap_err();
+        let error = parse_enrollment_page(body).unwrap_err().to_string();
         assert!(!error.contains("someone"), "{error}");
         assert!(error.contains("line 1 column"), "{error}");
     }
@@ -396,5 +452,31 @@ mod tests {
             parse_employee_addresses(br#"{"response":[]}"#).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn instructor_roles_are_filtered_and_uids_deduplicated() {
+        let assignment = |uid: &str, role: &str| Assignment {
+            uid: uid.into(),
+            role: role.into(),
+        };
+        let sections = [
+            Section {
+                id: "1".into(),
+                instructors: vec![assignment("10", "PI"), assignment("20", "APRX")],
+            },
+            Section {
+                id: "2".into(),
+                instructors: vec![assignment("10", "PI"), assignment("30", "TNIC")],
+            },
+        ];
+        let excluded = BTreeSet::from(["APRX".to_string()]);
+        assert_eq!(
+            instructor_uids(&sections, &excluded)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["10", "30"]
+        );
+        assert_eq!(instructor_uids(&sections, &BTreeSet::new()).len(), 3);
     }
 }

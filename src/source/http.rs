@@ -9,14 +9,14 @@
 //! - no header is ever logged or formatted into an error, and an error message that would
 //!   somehow contain the key is scrubbed.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
 use ureq::http::Uri;
 
+use super::credentials::Credentials;
 use super::{Reply, Request, Transport, TransportError};
-use crate::credentials::Credentials;
 
 /// The largest body accepted. A roster page of 100 students is about 100 KB; this leaves a
 /// wide margin while bounding memory if a proxy or the gateway misbehaves.
@@ -26,39 +26,83 @@ pub const MAX_BODY: u64 = 16 << 20;
 /// accept a connection within this time is better retried than waited for.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An API base URL that is safe to send credentials to: `http(s)://HOST[:PORT][/PREFIX]`,
+/// without user info, query or fragment, kept without a trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+/// Why a base URL was refused. It never repeats a password the URL held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidBaseUrl {
+    shown: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for InvalidBaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a usable API base URL: {}",
+            self.shown, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidBaseUrl {}
+
+impl BaseUrl {
+    pub fn parse(text: &str) -> Result<BaseUrl, InvalidBaseUrl> {
+        let base = text.trim().trim_end_matches('/');
+        let refuse = |reason| InvalidBaseUrl {
+            shown: match base.split_once('@') {
+                Some((_, host)) if base.contains("://") => {
+                    format!(
+                        "{}://<user info removed>@{host}",
+                        base.split("://").next().unwrap_or("")
+                    )
+                }
+                _ => base.to_string(),
+            },
+            reason,
+        };
+        let uri: Uri = base
+            .parse()
+            .map_err(|_| refuse("expected http(s)://HOST[:PORT][/PREFIX] or file://DIR"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https"))
+            || uri.host().is_none_or(str::is_empty)
+        {
+            return Err(refuse(
+                "expected http(s)://HOST[:PORT][/PREFIX] or file://DIR",
+            ));
+        }
+        if uri
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+        {
+            return Err(refuse("it must not hold a user name or password"));
+        }
+        if uri.query().is_some() || base.contains('#') {
+            return Err(refuse("it must not have a query or fragment"));
+        }
+        Ok(BaseUrl(base.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub struct HttpTransport {
     agent: Agent,
-    /// `scheme://host[:port][/prefix]`, without a trailing slash.
-    base: String,
+    base: BaseUrl,
     credentials: Credentials,
     body_limit: u64,
 }
 
 impl HttpTransport {
-    /// A transport for `base_url` (`http` or `https`, optionally with a path prefix such as
-    /// `/uat`) where every request may take at most `timeout`, body included.
-    pub fn new(
-        base_url: &str,
-        credentials: Credentials,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        let base = base_url.trim().trim_end_matches('/').to_string();
-        let uri: Uri = base
-            .parse()
-            .map_err(|error| format!("invalid API base URL {base_url:?}: {error}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
-                "invalid API base URL {base_url:?}: expected http(s)://HOST[:PORT][/PREFIX]"
-            ));
-        }
-        if uri.query().is_some() || base.contains('#') {
-            return Err(format!(
-                "invalid API base URL {base_url:?}: it must not have a query or fragment"
-            ));
-        }
-        if timeout.is_zero() {
-            return Err("the request timeout must be longer than zero".to_string());
-        }
+    /// A transport where every request may take at most `timeout` (which is not zero),
+    /// body included.
+    pub fn new(base: &BaseUrl, credentials: Credentials, timeout: Duration) -> Self {
         // The default configuration reads HTTPS_PROXY/NO_PROXY, which a campus network may
         // need; tests clear those variables instead of switching proxies off here.
         let agent: Agent = Agent::config_builder()
@@ -69,12 +113,12 @@ impl HttpTransport {
             .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(HttpTransport {
+        HttpTransport {
             agent,
-            base,
+            base: base.clone(),
             credentials,
             body_limit: MAX_BODY,
-        })
+        }
     }
 
     fn exchange(
@@ -116,20 +160,12 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn send(&self, request: &Request) -> Result<Reply, TransportError> {
-        let api = request.api();
-        let Some((id, key)) = self.credentials.get(api) else {
-            // The caller asks only for the APIs it loaded credentials for; this is a bug,
-            // and sending a request without credentials would only earn a 401.
-            return Err(TransportError {
-                message: format!("no credentials loaded for the {}", api.name()),
-                retryable: false,
-            });
-        };
+        let (id, key) = self.credentials.get(request.api());
         let path = encode_path(&request.path()).map_err(|message| TransportError {
             message,
             retryable: false,
         })?;
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{path}", self.base.as_str());
         let started = Instant::now();
         let result = self.exchange(request, &url, id, key);
         let elapsed = started.elapsed().as_millis();
@@ -220,7 +256,6 @@ fn classify(error: &ureq::Error, key: &str) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Api;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;
@@ -228,10 +263,11 @@ mod tests {
     const KEY: &str = "unit-test-hr-key-5f1c";
 
     fn credentials() -> Credentials {
-        Credentials::from_lookup(&[Api::Hr], |name| match name {
+        Credentials::from_lookup(|name| match name {
             "UCB_HR_ID" => Some("unit-hr-id".to_string()),
             "UCB_HR_KEY" => Some(KEY.to_string()),
-            _ => None,
+            name if name.ends_with("_FILE") => None,
+            _ => Some("other-api-value".to_string()),
         })
         .unwrap()
     }
@@ -262,7 +298,7 @@ mod tests {
     }
 
     fn transport(base: &str, timeout: Duration) -> HttpTransport {
-        HttpTransport::new(base, credentials(), timeout).unwrap()
+        HttpTransport::new(&BaseUrl::parse(base).unwrap(), credentials(), timeout)
     }
 
     fn employee(uid: &str) -> Request {
@@ -400,40 +436,25 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unusable_base_urls_and_timeouts() {
+    fn only_usable_base_urls_are_accepted_and_passwords_never_shown() {
         for base in [
             "gateway.api.berkeley.edu",
             "ftp://host",
+            "http://",
+            "https:///x",
             "http://host/?a=1",
+            "http://host/#f",
             "file:///x",
         ] {
-            assert!(
-                HttpTransport::new(base, credentials(), Duration::from_secs(1)).is_err(),
-                "{base}"
-            );
+            assert!(BaseUrl::parse(base).is_err(), "{base}");
         }
-        assert!(
-            HttpTransport::new(
-                "https://gateway.api.berkeley.edu/",
-                credentials(),
-                Duration::ZERO
-            )
-            .is_err()
+        let error = BaseUrl::parse("https://user:hunter2@gateway.api.berkeley.edu").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert_eq!(
+            BaseUrl::parse("https://gateway.api.berkeley.edu/uat/")
+                .unwrap()
+                .as_str(),
+            "https://gateway.api.berkeley.edu/uat"
         );
-        let transport = HttpTransport::new(
-            "https://gateway.api.berkeley.edu/uat/",
-            credentials(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        assert_eq!(transport.base, "https://gateway.api.berkeley.edu/uat");
-    }
-
-    #[test]
-    fn an_api_without_credentials_is_not_asked() {
-        let error = transport("http://127.0.0.1:9", Duration::from_secs(1))
-            .send(&Request::Student { uid: "1".into() })
-            .unwrap_err();
-        assert!(!error.retryable && error.message.contains("SIS Students API"));
     }
 }

@@ -1,4 +1,6 @@
 //! The remote source: what roster-sync asks SIS and HR for, and how answers come back.
+//! This is the seam a source plugs into: it names its calls as [`Request`]s and parses
+//! the bodies; everything between (transport, retries, credentials, counting) is shared.
 //!
 //! A [`Request`] names one API call in domain terms; a [`Transport`] turns it into bytes
 //! (over HTTP, or from recorded files for `--api-base file://DIR`); the [`Client`] adds the
@@ -9,6 +11,7 @@
 //! API stops every later request to that API in the run; every attempt is counted.
 
 pub mod api;
+pub mod credentials;
 pub mod http;
 pub mod replay;
 
@@ -18,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
+
+use self::api::ParseError;
 use crate::shutdown::Shutdown;
 
 /// One of the four remote APIs, each with its own credential pair.
@@ -141,28 +147,28 @@ impl Request {
         }
         .into()
     }
+}
 
-    /// A description for logs and error messages. It names no person: instructor
-    /// lookups are described by API only.
-    pub fn describe(&self) -> String {
+/// A description for logs and error messages. It names no person: instructor lookups
+/// are described by API only.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let api = self.api().name();
         match self {
             Request::Sections {
                 term_id,
                 class_number,
-            } => format!(
-                "{} (class {class_number}, term {term_id})",
-                Api::Classes.name()
-            ),
+            } => write!(f, "{api} (class {class_number}, term {term_id})"),
             Request::EnrollmentPage {
                 term_id,
                 section_id,
                 page,
-            } => format!(
-                "{} (section {section_id}, term {term_id}, page {page})",
-                Api::Enrollments.name()
+            } => write!(
+                f,
+                "{api} (section {section_id}, term {term_id}, page {page})"
             ),
             Request::Student { .. } | Request::Employee { .. } => {
-                format!("{} (instructor lookup)", self.api().name())
+                write!(f, "{api} (instructor lookup)")
             }
         }
     }
@@ -197,8 +203,25 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
-/// Why a request produced no usable answer.
-#[derive(Debug, Clone, PartialEq)]
+/// The last retryable failure of a request whose attempts ran out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Status(u16),
+    Transport(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status(status) => write!(f, "HTTP {status}"),
+            Failure::Transport(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Why a course could not be fetched. Every variant names the API or request that failed,
+/// never a person or a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
     /// 401/403: the credentials were rejected; the API is not asked again this run.
     Rejected { api: Api, status: u16 },
@@ -206,16 +229,25 @@ pub enum FetchError {
     ApiDisabled { api: Api },
     /// Retryable failures until the attempts ran out.
     GaveUp {
-        what: String,
+        request: Request,
         attempts: u32,
-        last: String,
+        last: Failure,
     },
     /// A status that retrying cannot fix (400, a redirect, ...).
-    Status { what: String, status: u16 },
+    Status { request: Request, status: u16 },
     /// A body that is not the JSON we expect.
-    Malformed { what: String, reason: String },
+    Malformed {
+        request: Request,
+        reason: ParseError,
+    },
     /// A non-retryable transport failure.
-    Transport { what: String, reason: String },
+    Transport { request: Request, reason: String },
+    /// The Classes API knows no such class (404, or no sections).
+    ClassNotFound { request: Request },
+    /// A section still had full pages at the page cap; looping on could be endless.
+    PageCap { request: Request, pages: u32 },
+    /// A worker panicked on this course's answer (a bug, not the API's fault).
+    Internal,
     /// SIGTERM/SIGINT arrived; no new attempt was started.
     Interrupted,
 }
@@ -242,17 +274,28 @@ impl fmt::Display for FetchError {
                 )
             }
             FetchError::GaveUp {
-                what,
+                request,
                 attempts,
                 last,
-            } => write!(f, "{what}: gave up after {attempts} attempts, last: {last}"),
-            FetchError::Status { what, status } => {
-                write!(f, "{what}: unexpected HTTP status {status}")
+            } => write!(
+                f,
+                "{request}: gave up after {attempts} attempts, last: {last}"
+            ),
+            FetchError::Status { request, status } => {
+                write!(f, "{request}: unexpected HTTP status {status}")
             }
-            FetchError::Malformed { what, reason } => {
-                write!(f, "{what}: malformed response: {reason}")
+            FetchError::Malformed { request, reason } => {
+                write!(f, "{request}: malformed response: {reason}")
             }
-            FetchError::Transport { what, reason } => write!(f, "{what}: {reason}"),
+            FetchError::Transport { request, reason } => write!(f, "{request}: {reason}"),
+            FetchError::ClassNotFound { request } => {
+                write!(f, "class section not found ({request})")
+            }
+            FetchError::PageCap { request, pages } => write!(
+                f,
+                "{request}: still full after {pages} pages; giving up rather than loop"
+            ),
+            FetchError::Internal => write!(f, "internal error while fetching"),
             FetchError::Interrupted => write!(f, "interrupted by a termination signal"),
         }
     }
@@ -281,9 +324,9 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Request counts for the report.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RequestCounts {
+/// HTTP attempts of a run, retries included, as the report shows them.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
     pub total: u64,
     pub retried: u64,
 }
@@ -406,8 +449,8 @@ impl<T: Transport> Client<T> {
         &self.transport
     }
 
-    pub fn counts(&self) -> RequestCounts {
-        RequestCounts {
+    pub fn requests(&self) -> Requests {
+        Requests {
             total: self.total.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
         }
@@ -417,7 +460,7 @@ impl<T: Transport> Client<T> {
     pub fn fetch(&self, request: &Request) -> Result<Option<Vec<u8>>, FetchError> {
         let api = request.api();
         let attempts = self.retry.attempts.max(1);
-        let mut last_failure = String::new();
+        let mut last_failure = Failure::Status(0);
         for attempt in 1..=attempts {
             if self.shutdown.requested() {
                 return Err(FetchError::Interrupted);
@@ -449,20 +492,20 @@ impl<T: Transport> Client<T> {
                         });
                     }
                     429 | 500..=599 => {
-                        last_failure = format!("HTTP {}", reply.status);
+                        last_failure = Failure::Status(reply.status);
                         server_wait = reply.retry_after;
                     }
                     status => {
                         return Err(FetchError::Status {
-                            what: request.describe(),
+                            request: request.clone(),
                             status,
                         });
                     }
                 },
-                Err(error) if error.retryable => last_failure = error.message,
+                Err(error) if error.retryable => last_failure = Failure::Transport(error.message),
                 Err(error) => {
                     return Err(FetchError::Transport {
-                        what: request.describe(),
+                        request: request.clone(),
                         reason: error.message,
                     });
                 }
@@ -470,8 +513,7 @@ impl<T: Transport> Client<T> {
             if attempt < attempts {
                 let wait = self.backoff(attempt, server_wait);
                 log::debug!(
-                    "{}: {last_failure}; retrying in {} ms",
-                    request.describe(),
+                    "{request}: {last_failure}; retrying in {} ms",
                     wait.as_millis()
                 );
                 if !self.shutdown.sleep(wait) {
@@ -480,7 +522,7 @@ impl<T: Transport> Client<T> {
             }
         }
         Err(FetchError::GaveUp {
-            what: request.describe(),
+            request: request.clone(),
             attempts,
             last: last_failure,
         })
@@ -574,8 +616,8 @@ mod tests {
         let client = client(&[500, 503], 4);
         assert_eq!(client.fetch(&employee()), Ok(Some(b"{}".to_vec())));
         assert_eq!(
-            client.counts(),
-            RequestCounts {
+            client.requests(),
+            Requests {
                 total: 3,
                 retried: 2
             }
@@ -587,10 +629,17 @@ mod tests {
         let client = client(&[503, 503, 429], 3);
         let error = client.fetch(&employee()).unwrap_err();
         assert!(
-            matches!(&error, FetchError::GaveUp { attempts: 3, last, .. } if last == "HTTP 429"),
+            matches!(
+                &error,
+                FetchError::GaveUp {
+                    attempts: 3,
+                    last: Failure::Status(429),
+                    ..
+                }
+            ),
             "{error:?}"
         );
-        assert_eq!(client.counts().total, 3);
+        assert_eq!(client.requests().total, 3);
     }
 
     #[test]
@@ -643,7 +692,7 @@ mod tests {
             client.fetch(&employee()),
             Err(FetchError::Status { status: 400, .. })
         ));
-        assert_eq!(client.counts().total, 1);
+        assert_eq!(client.requests().total, 1);
     }
 
     #[test]

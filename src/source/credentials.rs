@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::source::Api;
+use super::Api;
 
-/// The credential pairs of the APIs a run needs.
+/// The credential pairs of the four SIS/HR APIs; a run with SIS courses needs them all.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pairs: BTreeMap<Api, Pair>,
@@ -60,26 +60,22 @@ enum Reason {
 }
 
 impl Credentials {
-    /// Reads the credentials of `apis` from the process environment.
-    pub fn from_env(apis: &[Api]) -> Result<Credentials, MissingCredentials> {
+    /// Reads the credentials from the process environment.
+    pub fn from_env() -> Result<Credentials, MissingCredentials> {
         // A value that is not UTF-8 keeps a replacement character, which `read_var`
         // rejects, so it is reported as unusable rather than as unset.
-        Self::from_lookup(apis, |name| {
+        Self::from_lookup(|name| {
             std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
         })
     }
 
-    /// Reads the credentials of `apis` through `lookup`, which stands for the environment.
+    /// Reads the credentials through `lookup`, which stands for the environment.
     pub(crate) fn from_lookup(
-        apis: &[Api],
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Credentials, MissingCredentials> {
         let mut pairs = BTreeMap::new();
         let mut problems = Vec::new();
-        let mut apis = apis.to_vec();
-        apis.sort();
-        apis.dedup();
-        for api in apis {
+        for api in Api::ALL {
             let (id_var, key_var) = api.credential_vars();
             let id = read_var(id_var, &lookup);
             let key = read_var(key_var, &lookup);
@@ -103,11 +99,10 @@ impl Credentials {
         }
     }
 
-    /// The `(app_id, app_key)` pair of `api`, if the run asked for that API.
-    pub fn get(&self, api: Api) -> Option<(&str, &str)> {
-        self.pairs
-            .get(&api)
-            .map(|pair| (pair.id.as_str(), pair.key.as_str()))
+    /// The `(app_id, app_key)` pair of `api`.
+    pub fn get(&self, api: Api) -> (&str, &str) {
+        let pair = &self.pairs[&api];
+        (pair.id.as_str(), pair.key.as_str())
     }
 }
 
@@ -210,7 +205,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
@@ -218,15 +213,28 @@ mod tests {
         move |name| vars.get(name).cloned()
     }
 
+    /// Every API's variables set, then `overrides` on top.
+    fn complete(overrides: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let mut vars: Vec<(&str, &str)> = Api::ALL
+            .iter()
+            .flat_map(|api| {
+                let (id, key) = api.credential_vars();
+                [(id, "some-id"), (key, "some-key")]
+            })
+            .collect();
+        vars.extend_from_slice(overrides);
+        lookup(&vars)
+    }
+
     #[test]
     fn reads_plain_variables_trimmed() {
-        let credentials = Credentials::from_lookup(
-            &[Api::Hr],
-            lookup(&[("UCB_HR_ID", " hr-id\n"), ("UCB_HR_KEY", "\thr-key-123 \n")]),
-        )
+        let credentials = Credentials::from_lookup(complete(&[
+            ("UCB_HR_ID", " hr-id\n"),
+            ("UCB_HR_KEY", "\thr-key-123 \n"),
+        ]))
         .unwrap();
-        assert_eq!(credentials.get(Api::Hr), Some(("hr-id", "hr-key-123")));
-        assert_eq!(credentials.get(Api::Classes), None);
+        assert_eq!(credentials.get(Api::Hr), ("hr-id", "hr-key-123"));
+        assert_eq!(credentials.get(Api::Classes), ("some-id", "some-key"));
     }
 
     #[test]
@@ -234,43 +242,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, "  key-from-file\n\n").unwrap();
-        let credentials = Credentials::from_lookup(
-            &[Api::Classes],
-            lookup(&[
-                ("SIS_CLASSES_ID", "id"),
-                ("SIS_CLASSES_KEY", "key-from-env"),
-                ("SIS_CLASSES_KEY_FILE", path.to_str().unwrap()),
-            ]),
-        )
+        let credentials = Credentials::from_lookup(complete(&[
+            ("SIS_CLASSES_ID", "id"),
+            ("SIS_CLASSES_KEY", "key-from-env"),
+            ("SIS_CLASSES_KEY_FILE", path.to_str().unwrap()),
+        ]))
         .unwrap();
-        assert_eq!(credentials.get(Api::Classes), Some(("id", "key-from-file")));
+        assert_eq!(credentials.get(Api::Classes), ("id", "key-from-file"));
     }
 
     #[test]
     fn empty_file_variable_falls_back_to_the_plain_one() {
-        let credentials = Credentials::from_lookup(
-            &[Api::Classes],
-            lookup(&[
-                ("SIS_CLASSES_ID", "id"),
-                ("SIS_CLASSES_KEY", "key"),
-                ("SIS_CLASSES_KEY_FILE", ""),
-            ]),
-        )
+        let credentials = Credentials::from_lookup(complete(&[
+            ("SIS_CLASSES_ID", "id"),
+            ("SIS_CLASSES_KEY", "key"),
+            ("SIS_CLASSES_KEY_FILE", ""),
+        ]))
         .unwrap();
-        assert_eq!(credentials.get(Api::Classes), Some(("id", "key")));
+        assert_eq!(credentials.get(Api::Classes), ("id", "key"));
     }
 
     #[test]
     fn every_missing_variable_is_listed() {
-        let error = Credentials::from_lookup(
-            &Api::ALL,
-            lookup(&[
-                ("SIS_CLASSES_ID", "id"),
-                ("SIS_CLASSES_KEY", "   "),
-                ("SIS_STUDENTS_ID", "id"),
-                ("SIS_STUDENTS_KEY", "key"),
-            ]),
-        )
+        let error = Credentials::from_lookup(lookup(&[
+            ("SIS_CLASSES_ID", "id"),
+            ("SIS_CLASSES_KEY", "   "),
+            ("SIS_STUDENTS_ID", "id"),
+            ("SIS_STUDENTS_KEY", "key"),
+        ]))
         .unwrap_err();
         assert_eq!(
             error.variables(),
@@ -302,14 +301,11 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
         let absent = dir.path().join("absent");
-        let error = Credentials::from_lookup(
-            &[Api::Hr],
-            lookup(&[
-                ("UCB_HR_ID_FILE", empty.to_str().unwrap()),
-                ("UCB_HR_KEY", "key-that-is-not-used"),
-                ("UCB_HR_KEY_FILE", absent.to_str().unwrap()),
-            ]),
-        )
+        let error = Credentials::from_lookup(complete(&[
+            ("UCB_HR_ID_FILE", empty.to_str().unwrap()),
+            ("UCB_HR_KEY", "key-that-is-not-used"),
+            ("UCB_HR_KEY_FILE", absent.to_str().unwrap()),
+        ]))
         .unwrap_err();
         assert_eq!(error.variables(), ["UCB_HR_ID", "UCB_HR_KEY"]);
         let message = error.to_string();
@@ -326,30 +322,23 @@ mod tests {
 
     #[test]
     fn unusable_values_are_rejected_without_quoting_them() {
-        let error = Credentials::from_lookup(
-            &[Api::Hr],
-            lookup(&[("UCB_HR_ID", "id"), ("UCB_HR_KEY", "sec\nret")]),
-        )
-        .unwrap_err();
+        let error = Credentials::from_lookup(complete(&[("UCB_HR_KEY", "sec\nret")])).unwrap_err();
         assert_eq!(error.variables(), ["UCB_HR_KEY"]);
         assert!(!error.to_string().contains("sec"));
     }
 
     #[test]
     fn debug_never_shows_a_key() {
-        let credentials = Credentials::from_lookup(
-            &[Api::Classes, Api::Hr],
-            lookup(&[
-                ("SIS_CLASSES_ID", "classes-id"),
-                ("SIS_CLASSES_KEY", "classes-secret"),
-                ("UCB_HR_ID", "hr-id"),
-                ("UCB_HR_KEY", "hr-secret"),
-            ]),
-        )
+        let credentials = Credentials::from_lookup(complete(&[
+            ("SIS_CLASSES_ID", "classes-id"),
+            ("SIS_CLASSES_KEY", "classes-secret"),
+            ("UCB_HR_ID", "hr-id"),
+            ("UCB_HR_KEY", "hr-secret"),
+        ]))
         .unwrap();
         let debug = format!("{credentials:?} {credentials:#?}");
         assert!(debug.contains("classes-id") && debug.contains("<redacted>"));
         assert!(!debug.contains("secret"), "{debug}");
-        assert_eq!(credentials.get(Api::Hr), Some(("hr-id", "hr-secret")));
+        assert_eq!(credentials.get(Api::Hr), ("hr-id", "hr-secret"));
     }
 }

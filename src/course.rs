@@ -1,0 +1,124 @@
+//! Courses: what a profile key names. A key is the only thing from the values file that
+//! reaches a file name or a URL, and only after [`Course::classify`] accepted it.
+//!
+//! Invariant: a [`Course`] always has a key that matches `^\d{4}-(spring|summer|fall)-\d{1,6}$`
+//! and a term id computed from it, so no other module re-parses keys.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Season {
+    Spring,
+    Summer,
+    Fall,
+}
+
+impl Season {
+    fn parse(text: &str) -> Option<Season> {
+        match text {
+            "spring" => Some(Season::Spring),
+            "summer" => Some(Season::Summer),
+            "fall" => Some(Season::Fall),
+            _ => None,
+        }
+    }
+
+    fn digit(self) -> u32 {
+        match self {
+            Season::Spring => 2,
+            Season::Summer => 5,
+            Season::Fall => 8,
+        }
+    }
+}
+
+/// The SIS term id: century digit, two-digit year, season digit (2019 summer → 2195).
+pub fn term_id(year: u32, season: Season) -> u32 {
+    1000 * (year / 100 - 18) + 10 * (year % 100) + season.digit()
+}
+
+/// A configured course profile whose key names a SIS class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Course {
+    /// The profile key exactly as written; roster file names derive from it.
+    pub key: String,
+    pub term_id: u32,
+    /// The class number as written, leading zeros kept.
+    pub class_number: String,
+}
+
+/// What a profile key is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Course(Course),
+    /// Not shaped like a course key (a `users:` profile, say): skipped.
+    NotACourse,
+    /// Shaped like a course key, but its year has no SIS term id.
+    YearOutOfRange,
+}
+
+impl Course {
+    pub fn classify(key: &str) -> KeyKind {
+        let mut parts = key.splitn(3, '-');
+        let (Some(year), Some(season), Some(class_number)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return KeyKind::NotACourse;
+        };
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let season = Season::parse(season);
+        if year.len() != 4
+            || !all_digits(year)
+            || season.is_none()
+            || class_number.is_empty()
+            || class_number.len() > 6
+            || !all_digits(class_number)
+        {
+            return KeyKind::NotACourse;
+        }
+        let year: u32 = year.parse().expect("four ASCII digits");
+        if !(1900..=2099).contains(&year) {
+            return KeyKind::YearOutOfRange;
+        }
+        KeyKind::Course(Course {
+            key: key.to_string(),
+            term_id: term_id(year, season.expect("checked above")),
+            class_number: class_number.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn term_ids_follow_the_sis_formula() {
+        assert_eq!(term_id(2019, Season::Summer), 2195);
+        assert_eq!(term_id(2021, Season::Fall), 2218);
+        assert_eq!(term_id(2017, Season::Spring), 2172);
+        assert_eq!(term_id(1999, Season::Fall), 1998);
+    }
+
+    #[test]
+    fn course_keys_are_parsed_strictly() {
+        let KeyKind::Course(course) = Course::classify("2019-fall-023970") else {
+            panic!("a course key");
+        };
+        assert_eq!(course.term_id, 2198);
+        assert_eq!(course.class_number, "023970", "leading zeros kept");
+        for key in [
+            "astr-128-admins",
+            "2019-fall-1/../../x",
+            "2019-Fall-1",
+            "2019-winter-1",
+            "19-fall-1",
+            "2019-fall-",
+            "2019-fall-1234567",
+            "2019-fall-12a",
+            "2019-fall-١٢",
+            "issue-3397",
+        ] {
+            assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
+        }
+        assert_eq!(Course::classify("1799-fall-1"), KeyKind::YearOutOfRange);
+    }
+}
