@@ -371,3 +371,83 @@ impl Storage {
         Ok(commit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::source::replay::ReplayTransport;
+    use std::path::Path;
+
+    /// The settings of `sync` with the defaults, storage in `dir`, on the fixtures' values.
+    fn settings(dir: &Path) -> Settings {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let args = [
+            "roster-sync".into(),
+            "sync".into(),
+            "--values".into(),
+            fixtures.join("values.yaml").into_os_string(),
+            "--output-dir".into(),
+            dir.join("profiles.d").into_os_string(),
+            "--audit-repo".into(),
+            dir.join("audit").into_os_string(),
+        ];
+        let Cli {
+            command: Command::Sync(args),
+        } = crate::cli::parse(args).unwrap()
+        else {
+            unreachable!("a sync command line")
+        };
+        Settings::from_options(&args.job, false, None).unwrap()
+    }
+
+    /// The recorded fixtures, except that one section's first page answers 503.
+    struct FailingSection(ReplayTransport);
+
+    impl Transport for FailingSection {
+        fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+            match request {
+                Request::EnrollmentPage { section_id, .. } if section_id == "14552" => Ok(Reply {
+                    status: 503,
+                    body: Vec::new(),
+                    retry_after: None,
+                }),
+                _ => self.0.send(request),
+            }
+        }
+    }
+
+    #[test]
+    fn the_whole_job_runs_in_process_with_a_fake_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings(dir.path());
+        settings.retry.attempts = 1;
+        let courses = settings.load_profiles().unwrap().courses;
+        let replay = ReplayTransport::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sis"));
+        let report = run_with(
+            &settings,
+            &courses,
+            Box::new(FailingSection(replay)),
+            &Shutdown::new(),
+            &RunClock::start(),
+        );
+        assert_eq!(report.exit, Exit::Failed);
+        let statuses: Vec<(&str, Status)> = report
+            .courses
+            .iter()
+            .map(|course| (course.key.as_str(), course.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("2019-fall-23970", Status::Created),
+                ("2020-spring-14552", Status::Failed),
+                ("2021-fall-32244", Status::Created),
+                ("2022-summer-04321", Status::Created),
+            ]
+        );
+        let written = std::fs::read_dir(dir.path().join("profiles.d")).unwrap().count();
+        assert_eq!(written, 6, "both files of each fetched course, none of the failed one");
+        assert!(report.commit.is_some());
+    }
+}
