@@ -13,6 +13,10 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::exit::Exit;
 
+/// The variable of `--approve`: its comma-separated keys are added to the flags' (clap's
+/// own variable would replace them).
+pub const APPROVE_ENV: &str = "ROSTER_SYNC_APPROVE";
+
 const CREDENTIALS_HELP: &str = "Credentials (needed only when courses are configured and \
     --api-base is http(s)): SIS_CLASSES_ID/SIS_CLASSES_KEY, SIS_ENROLLMENTS_ID/SIS_ENROLLMENTS_KEY, \
     SIS_STUDENTS_ID/SIS_STUDENTS_KEY and UCB_HR_ID/UCB_HR_KEY, each also readable from the file \
@@ -439,6 +443,105 @@ mod tests {
             let rendered = error.render().to_string();
             assert!(!rendered.contains("--values"), "{flag}: {rendered}");
         }
+    }
+
+    /// The option table of docs/reference.md, as (flag with value name, variable, default,
+    /// commands) per row.
+    fn documented_options() -> Vec<(String, String, String, Vec<String>)> {
+        let reference = include_str!("../docs/reference.md");
+        let table = reference
+            .split("| option | variable | default | commands | meaning |")
+            .nth(1)
+            .expect("the option table in docs/reference.md");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<String> = line
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(|cell| cell.trim().to_string())
+                    .collect();
+                let commands = cells[3].split(", ").map(str::to_string).collect();
+                (
+                    cells[0].clone(),
+                    cells[1].clone(),
+                    cells[2].clone(),
+                    commands,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_option_table_matches_each_commands_help() {
+        let documented = documented_options();
+        let cli = Cli::command();
+        let mut seen = std::collections::BTreeSet::new();
+        for command in cli.get_subcommands() {
+            let name = command.get_name();
+            let mut accepted: Vec<String> = Vec::new();
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if long == "help" {
+                    continue;
+                }
+                let value = arg
+                    .get_value_names()
+                    .filter(|_| arg.get_action().takes_values())
+                    .map(|names| format!(" {}", names[0]))
+                    .unwrap_or_default();
+                let flag = format!("`--{long}{value}`");
+                let row = documented
+                    .iter()
+                    .find(|(documented, ..)| *documented == flag)
+                    .unwrap_or_else(|| panic!("{name} {flag}: no row in docs/reference.md"));
+                let variable = match arg.get_env() {
+                    Some(env) => format!("`{}`", env.to_string_lossy()),
+                    None if long == "approve" => format!("`{APPROVE_ENV}`"),
+                    None => "—".to_string(),
+                };
+                assert_eq!(row.1, variable, "{flag}: variable");
+                let defaults: Vec<String> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .collect();
+                match defaults.as_slice() {
+                    [] => assert!(
+                        !row.2.starts_with('`'),
+                        "{flag}: documented default {}",
+                        row.2
+                    ),
+                    [flag_default] if flag_default == "false" => assert_eq!(row.2, "—", "{flag}"),
+                    _ => assert_eq!(
+                        row.2,
+                        format!("`{}`", defaults.join(",")),
+                        "{flag}: default"
+                    ),
+                }
+                assert!(
+                    row.3.iter().any(|command| command == name),
+                    "{flag}: docs/reference.md does not list `{name}` among its commands"
+                );
+                seen.insert(flag.clone());
+                accepted.push(flag);
+            }
+            for (flag, _, _, commands) in &documented {
+                if commands.iter().any(|command| command == name) {
+                    assert!(
+                        accepted.contains(flag),
+                        "docs/reference.md says `{name}` takes {flag}"
+                    );
+                }
+            }
+        }
+        let stale: Vec<_> = documented
+            .iter()
+            .filter(|(flag, ..)| !seen.contains(flag))
+            .collect();
+        assert!(stale.is_empty(), "documented but not accepted: {stale:?}");
     }
 
     #[test]

@@ -423,7 +423,8 @@ mod tests {
         let mut settings = settings(dir.path());
         settings.retry.attempts = 1;
         let courses = settings.load_profiles().unwrap().courses;
-        let replay = ReplayTransport::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sis"));
+        let replay =
+            ReplayTransport::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sis"));
         let report = run_with(
             &settings,
             &courses,
@@ -446,8 +447,13 @@ mod tests {
                 ("2022-summer-04321", Status::Created),
             ]
         );
-        let written = std::fs::read_dir(dir.path().join("profiles.d")).unwrap().count();
-        assert_eq!(written, 6, "both files of each fetched course, none of the failed one");
+        let written = std::fs::read_dir(dir.path().join("profiles.d"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            written, 6,
+            "both files of each fetched course, none of the failed one"
+        );
         assert!(report.commit.is_some());
     }
 }

@@ -36,7 +36,7 @@ use shutdown::Shutdown;
 
 /// Runs the command line's command and returns how it ended.
 pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
-    let approve_env = std::env::var("ROSTER_SYNC_APPROVE").ok();
+    let approve_env = std::env::var(cli::APPROVE_ENV).ok();
     let approve_env = approve_env.as_deref();
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
