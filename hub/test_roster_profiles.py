@@ -1,10 +1,10 @@
-"""Tests for roster_profiles (standard library only).
+"""Tests for roster_profiles' pure functions (standard library only).
 
-Run from the repository root:  python3 -m unittest discover -s hub -v
+The hooks and everything that touches JupyterHub are tested against the real software in
+test_hub_integration.py. Run both from the repository root:  bash .ci/hub-tests.sh
 All names and addresses are made up.
 """
 
-import asyncio
 import os
 import tempfile
 import unittest
@@ -55,30 +55,57 @@ class UsernameTest(unittest.TestCase):
         self.assertEqual(rp.normalize_username(None), "")
 
 
-class ReadRosterTest(RosterDirTest):
+class RostersTest(RosterDirTest):
+    def members(self, key, kind, roster_dir=None, domain=rp.DEFAULT_USERNAME_DOMAIN, warnings=None):
+        rosters = rp.Rosters(roster_dir or self.dir, domain)
+        return rosters.members(key, kind, [] if warnings is None else warnings)
+
     def test_missing_file_is_empty(self):
-        self.assertEqual(rp.read_roster(self.dir, "2030-fall-12345", "students"), frozenset())
-        self.assertEqual(rp.read_roster("/nonexistent/dir", "2030-fall-12345", "students"), frozenset())
+        self.assertEqual(self.members("2030-fall-12345", "students"), frozenset())
+        self.assertEqual(self.members("2030-fall-12345", "students", roster_dir="/nonexistent/dir"), frozenset())
 
     def test_reads_file(self):
         self.write("2030-fall-12345", "instructors", "Instructor0009@berkeley.edu", "instructor0009@example.org")
-        self.assertEqual(rp.read_roster(self.dir, "2030-fall-12345", "instructors"), {"instructor0009"})
+        self.assertEqual(self.members("2030-fall-12345", "instructors"), {"instructor0009"})
 
-    def test_key_cannot_escape_the_directory(self):
+    def test_other_domain_and_whole_address(self):
+        self.write("2030-fall-12345", "students", "student0001@example.edu", "student0002@berkeley.edu")
+        self.assertEqual(self.members("2030-fall-12345", "students", domain="example.edu"), {"student0001"})
+        self.assertEqual(
+            self.members("2030-fall-12345", "students", domain=""),
+            {"student0001@example.edu", "student0002@berkeley.edu"},
+        )
+
+    def test_only_course_keys_have_rosters(self):
         outside = tempfile.NamedTemporaryFile("w", suffix="-students.txt", delete=False)
         try:
             outside.write("student0001@berkeley.edu\n")
             outside.close()
             key = "../" + os.path.basename(outside.name)[: -len("-students.txt")]
-            self.assertEqual(rp.read_roster(self.dir, key, "students"), frozenset())
+            self.assertEqual(self.members(key, "students"), frozenset())
         finally:
             os.unlink(outside.name)
 
     def test_unreadable_path_is_empty_with_warning(self):
         os.mkdir(os.path.join(self.dir, "2030-fall-12345-students.txt"))  # a directory, not a file
         warnings = []
-        self.assertEqual(rp.read_roster(self.dir, "2030-fall-12345", "students", warnings), frozenset())
+        self.assertEqual(self.members("2030-fall-12345", "students", warnings=warnings), frozenset())
         self.assertEqual(len(warnings), 1)
+
+    def test_cache_sees_a_replaced_file(self):
+        rosters = rp.Rosters(self.dir)
+        self.write("2030-fall-12345", "students", "student0001@berkeley.edu")
+        self.assertEqual(rosters.members("2030-fall-12345", "students", []), {"student0001"})
+        self.write("2030-fall-12345", "students", "student0002@berkeley.edu", "student0003@berkeley.edu")
+        self.assertEqual(rosters.members("2030-fall-12345", "students", []), {"student0002", "student0003"})
+
+    def test_missing_directory_reported_once_and_its_return(self):
+        rosters = rp.Rosters(os.path.join(self.dir, "later"))
+        self.assertEqual(rosters.check_directory()[0], "warning")
+        self.assertIsNone(rosters.check_directory())
+        os.mkdir(os.path.join(self.dir, "later"))
+        self.assertEqual(rosters.check_directory()[0], "info")
+        self.assertIsNone(rosters.check_directory())
 
 
 class ParseMemoryTest(unittest.TestCase):
@@ -134,9 +161,9 @@ class MergeUniqueTest(unittest.TestCase):
         self.assertEqual(extra[2]["subPath"], "_shared")
         self.assertEqual(len(base), 1)
 
-    def test_dict_form_is_accepted(self):
-        merged = rp.merge_unique({"b": {"name": "v2"}, "a": {"name": "v1"}}, [{"name": "v1"}], "name", "p", [])
-        self.assertEqual(merged, [{"name": "v1"}, {"name": "v2"}])
+    def test_dict_form_is_kept(self):
+        merged = rp.merge_unique({"b": {"name": "v2"}, "a": {"name": "v1"}}, [{"name": "v1"}, {"name": "v3"}], "name", "p", [])
+        self.assertEqual(merged, {"a": {"name": "v1"}, "b": {"name": "v2"}, "roster-p-1": {"name": "v3"}})
 
 
 PROFILES = {
@@ -181,11 +208,14 @@ class CourseFixture(RosterDirTest):
         self.write("2030-fall-22222", "instructors", "instructor0002@berkeley.edu", "student0001@berkeley.edu")
         self.write("2030-fall-33333", "instructors", "instructor0003@berkeley.edu")
 
+    def eval(self, username, profiles=PROFILES):
+        return rp.evaluate(profiles, rp.Rosters(self.dir), username)
+
+
+BASE = {"volumes": [], "volume_mounts": [], "mem_limit": None, "mem_guarantee": None}
+
 
 class EvaluateTest(CourseFixture):
-    def eval(self, username, **kw):
-        return rp.evaluate(PROFILES, self.dir, username, **kw)
-
     def test_case_insensitive_match(self):
         for name in ("student0001", "STUDENT0001", "Student0001", "student0001@berkeley.edu"):
             with self.subTest(name=name):
@@ -195,223 +225,111 @@ class EvaluateTest(CourseFixture):
 
     def test_non_member_gets_nothing(self):
         result = self.eval("student0003")  # only listed with a non-berkeley address
-        self.assertEqual(result["matched"], [])
-        self.assertIsNone(result["admin"])
-        self.assertEqual(result["volumes"], [])
-        self.assertIsNone(result["mem_limit"])
-        self.assertEqual(result["warnings"], [])
+        self.assertEqual(result, {"matched": [], "student_of": [], "instructor_of": [], "warnings": []})
 
-    def test_missing_files_mean_empty_rosters(self):
-        result = rp.evaluate(PROFILES, os.path.join(self.dir, "nope"), "student0001")
-        self.assertEqual(result["matched"], [])
-        self.assertIsNone(result["admin"])
-
-    def test_no_cumulative_flags(self):
-        # student0002 matches the first course only; later profiles must not apply to him
-        result = self.eval("student0002")
-        self.assertEqual(result["matched"], ["2030-fall-11111"])
-        self.assertEqual([v["name"] for v in result["volumes"]], [])
-        self.assertEqual(result["mem_limit"], 4 * GI)
-
-    def test_memory_max_across_units_and_base(self):
-        result = self.eval("gsi0001", base_mem_limit=2 * GI, base_mem_guarantee="256M")
-        self.assertEqual(result["mem_limit"], 6 * GI)  # max(2G, 4G, 6144Mi)
-        self.assertEqual(result["mem_guarantee"], 1 * GI)  # max(256M, 1Gi, 512M)
-        # a base larger than every profile stays
-        result = self.eval("gsi0001", base_mem_limit="10Gi", base_mem_guarantee=None)
-        self.assertEqual(result["mem_limit"], 10 * GI)
-        self.assertEqual(result["mem_guarantee"], 1 * GI)
-
-    def test_unset_memory_everywhere_stays_unset(self):
-        self.write("2030-fall-33333", "students", "student0004@berkeley.edu")
-        result = self.eval("student0004")
-        self.assertEqual(result["matched"], ["2030-fall-33333"])
-        self.assertIsNone(result["mem_limit"])
-        self.assertIsNone(result["mem_guarantee"])
-
-    def test_invalid_memory_is_skipped_with_warning(self):
-        profiles = {"2030-fall-11111": {"mem_limit": "lots", "mem_guarantee": "2G"}}
-        result = rp.evaluate(profiles, self.dir, "student0001", base_mem_limit="4G")
-        self.assertEqual(result["mem_limit"], 4 * GI)
-        self.assertEqual(result["mem_guarantee"], 2 * GI)
-        self.assertEqual(len(result["warnings"]), 1)
-
-    def test_guarantee_above_limit_raises_limit(self):
-        profiles = {"2030-fall-11111": {"mem_guarantee": "4G"}}
-        result = rp.evaluate(profiles, self.dir, "student0001", base_mem_limit="2G", base_mem_guarantee="1G")
-        self.assertEqual(result["mem_guarantee"], 4 * GI)
-        self.assertEqual(result["mem_limit"], 4 * GI)
-
-    def test_mounts_and_volumes_deduplicated(self):
-        base_volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "home-nfs"}}]
-        base_mounts = [{"name": "home", "mountPath": "/home/jovyan", "subPath": "home/{username}"}]
-        # gsi0001 matches both courses, which share a mount
-        result = self.eval("gsi0001", base_volumes=base_volumes, base_volume_mounts=base_mounts)
-        self.assertEqual([v["name"] for v in result["volumes"]], ["home", "datasets"])
-        paths = [m["mountPath"] for m in result["volume_mounts"]]
-        self.assertEqual(paths, ["/home/jovyan", "/home/jovyan/shared", "/srv/datasets"])
-        self.assertEqual(len(paths), len(set(paths)))
-        self.assertEqual(result["warnings"], [])
-
-    def test_student_anywhere_beats_instructor(self):
-        # student0001: student in 11111, instructor in 22222 -> not admin
+    def test_roles_per_course(self):
         result = self.eval("student0001")
-        self.assertTrue(result["is_student"])
-        self.assertTrue(result["is_instructor"])
-        self.assertIs(result["admin"], False)
-        # gsi0001: instructor in 11111, student in 22222 (order reversed) -> not admin
-        self.assertIs(self.eval("gsi0001")["admin"], False)
-        # instructor0002: instructor only -> admin
-        instructor0002 = self.eval("instructor0002")
-        self.assertIs(instructor0002["admin"], True)
-        self.assertEqual(instructor0002["matched"], ["2030-fall-22222"])
-        # a profile with no settings (None) still makes its instructors admins
-        self.assertIs(self.eval("instructor0003")["admin"], True)
-
-    def test_protected_admin_is_not_demoted(self):
-        self.assertIsNone(self.eval("student0001", protected_admin=True)["admin"])
-        self.assertIs(self.eval("instructor0002", protected_admin=True)["admin"], True)
+        self.assertEqual(result["student_of"], ["2030-fall-11111"])
+        self.assertEqual(result["instructor_of"], ["2030-fall-22222"])
+        # a profile with no settings (None) still counts its instructors
+        self.assertEqual(self.eval("instructor0003")["instructor_of"], ["2030-fall-33333"])
 
     def test_users_list_profiles(self):
         lead0001 = self.eval("LEAD0001")
         self.assertEqual(lead0001["matched"], ["module-leads"])
-        self.assertIsNone(lead0001["admin"])  # a users: list never changes admin flags
-        self.assertEqual(lead0001["mem_limit"], 8 * GI)
-        self.assertEqual([m["mountPath"] for m in lead0001["volume_mounts"]], ["/srv/datasets"])
+        self.assertEqual(lead0001["instructor_of"], [])  # a users: list is no roster
         # a single string is accepted as a one-element list
-        result = rp.evaluate({"x": {"users": "Lead0002", "mem_limit": "1G"}}, self.dir, "lead0002")
-        self.assertEqual(result["matched"], ["x"])
+        self.assertEqual(self.eval("lead0002", {"x": {"users": "Lead0002"}})["matched"], ["x"])
 
-    def test_users_list_and_course_combined(self):
-        profiles = dict(PROFILES)
-        profiles["module-leads"] = dict(PROFILES["module-leads"], users=["gsi0001"])
-        result = rp.evaluate(profiles, self.dir, "gsi0001")
-        self.assertEqual(result["matched"], ["2030-fall-11111", "2030-fall-22222", "module-leads"])
-        self.assertEqual(result["mem_limit"], 8 * GI)
-        self.assertEqual([v["name"] for v in result["volumes"]], ["datasets"])
+    def test_not_a_mapping_is_skipped_with_warning(self):
+        result = self.eval("student0001", {"2030-fall-11111": ["oops"]})
+        self.assertEqual(result["matched"], [])
+        self.assertEqual(len(result["warnings"]), 1)
+
+
+class ApplyProfilesTest(CourseFixture):
+    def apply(self, username, state=BASE, profiles=PROFILES):
+        warnings = []
+        keys = self.eval(username, profiles)["matched"]
+        return rp.apply_profiles(dict(state), profiles, keys, warnings), warnings
+
+    def test_no_cumulative_flags(self):
+        # student0002 matches the first course only; later profiles must not apply to him
+        state, _ = self.apply("student0002", dict(BASE, volumes=[{"name": "home"}]))
+        self.assertEqual([v["name"] for v in state["volumes"]], ["home"])
+        self.assertEqual(state["mem_limit"], 4 * GI)
+
+    def test_memory_max_across_units_and_base(self):
+        state, _ = self.apply("gsi0001", dict(BASE, mem_limit=2 * GI, mem_guarantee="256M"))
+        self.assertEqual(state["mem_limit"], 6 * GI)  # max(2G, 4G, 6144Mi)
+        self.assertEqual(state["mem_guarantee"], 1 * GI)  # max(256M, 1Gi, 512M)
+        state, _ = self.apply("gsi0001", dict(BASE, mem_limit="10Gi"))
+        self.assertEqual(state["mem_limit"], 10 * GI)
+
+    def test_unset_memory_everywhere_stays_unset(self):
+        self.write("2030-fall-33333", "students", "student0004@berkeley.edu")
+        state, _ = self.apply("student0004")
+        self.assertIsNone(state["mem_limit"])
+        self.assertIsNone(state["mem_guarantee"])
+
+    def test_invalid_memory_is_skipped_with_warning(self):
+        warnings = []
+        limit, guarantee = rp.merge_memory("4G", None, {"mem_limit": "lots", "mem_guarantee": "2G"}, "p", warnings)
+        self.assertEqual((limit, guarantee), (4 * GI, 2 * GI))
+        self.assertEqual(len(warnings), 1)
+
+    def test_guarantee_above_limit_raises_limit(self):
+        self.assertEqual(rp.merge_memory("2G", "1G", {"mem_guarantee": "4G"}, "p", []), (4 * GI, 4 * GI))
+        # an unset limit stays unset: there is nothing to exceed
+        self.assertEqual(rp.merge_memory(None, None, {"mem_guarantee": "4G"}, "p", []), (None, 4 * GI))
+
+    def test_mounts_and_volumes_deduplicated(self):
+        base = dict(
+            BASE,
+            volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": "home-nfs"}}],
+            volume_mounts=[{"name": "home", "mountPath": "/home/jovyan", "subPath": "home/{username}"}],
+        )
+        # gsi0001 matches both courses, which share a mount
+        state, warnings = self.apply("gsi0001", base)
+        self.assertEqual([v["name"] for v in state["volumes"]], ["home", "datasets"])
+        paths = [m["mountPath"] for m in state["volume_mounts"]]
+        self.assertEqual(paths, ["/home/jovyan", "/home/jovyan/shared", "/srv/datasets"])
+        self.assertEqual(warnings, [])
+
+    def test_dict_form_stays_a_dict(self):
+        base = dict(
+            BASE,
+            volumes={"home": {"name": "home"}},
+            volume_mounts={"home": {"name": "home", "mountPath": "/home/jovyan"}},
+        )
+        state, _ = self.apply("gsi0001", base)
+        self.assertIsInstance(state["volumes"], dict)
+        self.assertEqual(state["volumes"]["home"], {"name": "home"})
+        self.assertEqual(sorted(v["name"] for v in state["volumes"].values()), ["datasets", "home"])
+        self.assertEqual(len(state["volume_mounts"]), 3)
+        self.assertEqual(base["volumes"], {"home": {"name": "home"}})  # input untouched
+
+    def test_mount_without_its_volume_is_dropped(self):
+        # no "home" volume in the base (z2jh's dynamic storage names it volume-{user_server})
+        state, warnings = self.apply("student0002", dict(BASE, volumes={"v": {"name": "volume-{user_server}"}}))
+        self.assertEqual(state["volume_mounts"], [])
+        self.assertEqual(len(warnings), 1)
 
     def test_empty_profiles(self):
         for profiles in (None, {}):
-            result = rp.evaluate(profiles, self.dir, "student0001", base_mem_limit="1G")
-            self.assertEqual(result["matched"], [])
-            self.assertEqual(result["mem_limit"], GI)
+            self.assertEqual(rp.evaluate(profiles, rp.Rosters(self.dir), "student0001")["matched"], [])
 
 
-# --- glue -----------------------------------------------------------------------------
+class GroupNameTest(unittest.TestCase):
+    def test_default_template(self):
+        self.assertEqual(rp.group_name("2030-fall-11111", "students"), "course::2030-fall-11111::students")
+        self.assertEqual(rp.group_name("2030-fall-11111", "instructors", "{key}-{list}"), "2030-fall-11111-instructors")
 
-
-class FakeLog:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, msg, *args):
-        self.lines.append(("info", msg % args))
-
-    def warning(self, msg, *args):
-        self.lines.append(("warning", msg % args))
-
-    def exception(self, msg, *args):
-        self.lines.append(("exception", msg % args))
-
-
-class FakeDB:
-    def __init__(self):
-        self.commits = 0
-
-    def commit(self):
-        self.commits += 1
-
-
-class FakeUser:
-    def __init__(self, name, admin=False):
-        self.name = name
-        self.admin = admin
-        self.db = FakeDB()
-
-
-class FakeSpawner:
-    def __init__(self, user, admins=()):
-        self.user = user
-        self.log = FakeLog()
-        self.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "home-nfs"}}]
-        self.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
-        self.mem_limit = 2 * GI
-        self.mem_guarantee = None
-        self.authenticator = type("Auth", (), {"admin_users": set(admins)})()
-
-
-class FakeSection(dict):
-    def __getattr__(self, name):
-        return self[name]
-
-    def __setattr__(self, name, value):
-        self[name] = value
-
-
-class FakeConfig:
-    def __init__(self):
-        self.KubeSpawner = FakeSection()
-        self.Spawner = FakeSection()
-
-
-class GlueTest(CourseFixture):
-    def run_hook(self, hook, spawner):
-        asyncio.run(hook(spawner))
-
-    def test_repeated_spawns_start_from_the_configured_base(self):
-        spawner = FakeSpawner(FakeUser("gsi0001"))
-        hook = rp.make_pre_spawn_hook(PROFILES, self.dir)
-        self.run_hook(hook, spawner)
-        self.run_hook(hook, spawner)  # second spawn: nothing accumulates
-        self.assertEqual([v["name"] for v in spawner.volumes], ["home", "datasets"])
-        self.assertEqual(len(spawner.volume_mounts), 3)
-        self.assertEqual(spawner.mem_limit, 6 * GI)
-        # gsi0001 leaves both courses: the course extras are gone at the next spawn
-        self.write("2030-fall-11111", "instructors")
-        self.write("2030-fall-22222", "students")
-        self.run_hook(hook, spawner)
-        self.assertEqual([v["name"] for v in spawner.volumes], ["home"])
-        self.assertEqual(spawner.mem_limit, 2 * GI)
-
-    def test_admin_flag_updated_and_committed(self):
-        instructor0002 = FakeUser("instructor0002", admin=False)
-        self.run_hook(rp.make_pre_spawn_hook(PROFILES, self.dir), FakeSpawner(instructor0002))
-        self.assertIs(instructor0002.admin, True)
-        self.assertEqual(instructor0002.db.commits, 1)
-        student0001 = FakeUser("student0001", admin=True)
-        self.run_hook(rp.make_pre_spawn_hook(PROFILES, self.dir), FakeSpawner(student0001))
-        self.assertIs(student0001.admin, False)
-
-    def test_configured_admin_users_are_not_demoted(self):
-        student0001 = FakeUser("student0001", admin=True)
-        self.run_hook(rp.make_pre_spawn_hook(PROFILES, self.dir), FakeSpawner(student0001, admins={"Student0001"}))
-        self.assertIs(student0001.admin, True)
-        self.assertEqual(student0001.db.commits, 0)
-
-    def test_install_chains_an_existing_hook(self):
-        calls = []
-        c = FakeConfig()
-        c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append(spawner.user.name)
-        rp.install(c, PROFILES, self.dir)
-        spawner = FakeSpawner(FakeUser("student0002"))
-        self.run_hook(c.KubeSpawner.pre_spawn_hook, spawner)
-        self.assertEqual(calls, ["student0002"])
-        self.assertEqual(spawner.mem_limit, 4 * GI)
-
-    def test_install_chains_a_hook_set_on_spawner(self):
-        calls = []
-        c = FakeConfig()
-        c.Spawner.pre_spawn_hook = lambda spawner: calls.append(spawner.user.name)
-        rp.install(c, PROFILES, self.dir)
-        self.run_hook(c.KubeSpawner.pre_spawn_hook, FakeSpawner(FakeUser("student0002")))
-        self.assertEqual(calls, ["student0002"])
-
-    def test_install_without_existing_hook(self):
-        c = FakeConfig()
-        rp.install(c, None, self.dir)
-        spawner = FakeSpawner(FakeUser("student0002"))
-        self.run_hook(c.KubeSpawner.pre_spawn_hook, spawner)
-        self.assertEqual(spawner.mem_limit, 2 * GI)
+    def test_course_keys(self):
+        self.assertTrue(rp.is_course_key("2030-fall-012345"))
+        for key in ("astr-128-admins", "2030-winter-1", "2030-fall-1234567", None):
+            with self.subTest(key=key):
+                self.assertFalse(rp.is_course_key(key))
 
 
 if __name__ == "__main__":
