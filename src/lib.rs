@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod fetch;
+pub mod hub;
 pub mod inspect;
 pub mod job;
 pub mod logging;
