@@ -561,3 +561,39 @@ fn a_refused_membership_change_fails_that_group_only_and_names_no_one() {
         set(&["t13-a"])
     );
 }
+
+#[test]
+fn a_group_created_meanwhile_gets_its_members_all_the_same() {
+    let hub = hub();
+    hub.create_users(&["t14-a", "t14-b"]);
+    // Someone creates the group between roster-sync's listing and its request (as a
+    // retried request that had in fact succeeded would): the hub answers 409.
+    let forwarder = Forwarder::new(&hub.api, |_, method, url| {
+        if method == "POST" && url == "/hub/api/groups/course%3A%3A2031-fall-1401%3A%3Astudents" {
+            support::hub().create_group("course::2031-fall-1401::students", &["t14-b"]);
+        }
+        Action::Forward
+    });
+    let config = hub.config(&forwarder.api, &hub.sync_token);
+    let desired = rosters(&[("2031-fall-1401", &["t14-a@berkeley.edu"], &[])]);
+    let report = sync(&config, &CourseRosters::new(), &desired, &[], false);
+    assert_eq!(report.error, None, "{report:?}");
+    assert!(
+        forwarder.seen().iter().any(|s| s.status == 409),
+        "{:?}",
+        forwarder.seen()
+    );
+    // Created only the instructors' group; the students' group got its member added.
+    assert_eq!((report.created, report.added), (1, 1), "{report:?}");
+    assert_eq!(
+        hub.members("course::2031-fall-1401::students"),
+        set(&["t14-a", "t14-b"])
+    );
+    // The stranger it had is removed at the next run, as drift.
+    let next = sync(&hub.sync_config(), &desired, &desired, &[], false);
+    assert_eq!(counts(&next), [2, 0, 1, 0, 0, 1, 0, 0], "{next:?}");
+    assert_eq!(
+        hub.members("course::2031-fall-1401::students"),
+        set(&["t14-a"])
+    );
+}

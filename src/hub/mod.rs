@@ -378,14 +378,12 @@ fn apply_group(
     report: &mut HubReport,
 ) -> Result<(), client::HubError> {
     let mut add: &[String] = &change.add;
-    if change.create {
-        if client.create_group(&change.name, add)? {
-            report.created += 1;
-            report.added += add.len();
-            add = &[];
-        }
-        // Otherwise it exists already (made meanwhile, or by a retried request that had
-        // in fact succeeded): the members are added the ordinary way.
+    // A group that turns out to exist already (made meanwhile, or by a retried request
+    // that had in fact succeeded) gets its members the ordinary way.
+    if change.create && client.create_group(&change.name, add)? {
+        report.created += 1;
+        report.added += add.len();
+        add = &[];
     }
     if !add.is_empty() {
         client.add_members(&change.name, add)?;
