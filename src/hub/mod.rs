@@ -16,17 +16,15 @@
 pub mod client;
 pub mod plan;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::roster::{List, Roster};
 use crate::shutdown::Shutdown;
 use crate::source::RetryPolicy;
 
-pub use plan::{DEFAULT_GROUP_TEMPLATE, GroupTemplate};
+pub use plan::{CourseRosters, DEFAULT_GROUP_TEMPLATE, GroupTemplate};
 
 /// The token variable (its `_FILE` twin wins, as for the SIS credentials).
 pub const TOKEN_VAR: &str = "JUPYTERHUB_API_TOKEN";
@@ -43,9 +41,6 @@ pub const REQUIRED_SCOPES: [&str; 6] = [
 
 /// The default of `--hub-username-domain`.
 pub const DEFAULT_USERNAME_DOMAIN: &str = "berkeley.edu";
-
-/// course key → list → the addresses of that list, as recorded in the audit HEAD.
-pub type CourseRosters = BTreeMap<String, BTreeMap<List, Roster>>;
 
 /// The hub API token. Its `Debug` output is redacted and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -399,7 +394,8 @@ fn apply_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::roster::{List, Roster};
+    use std::collections::{BTreeMap, HashMap};
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: HashMap<String, String> = vars

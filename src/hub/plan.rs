@@ -14,7 +14,8 @@ use std::fmt;
 
 use crate::roster::{List, Roster};
 
-use super::CourseRosters;
+/// course key → list → the addresses of that list, as recorded in the audit HEAD.
+pub type CourseRosters = BTreeMap<String, BTreeMap<List, Roster>>;
 
 /// The default of `--hub-group-template`.
 pub const DEFAULT_GROUP_TEMPLATE: &str = "course::{key}::{list}";
