@@ -21,7 +21,8 @@ use ureq::Agent;
 use super::plan::HubState;
 use super::{HubConfig, REQUIRED_SCOPES, TOKEN_VAR};
 use crate::shutdown::Shutdown;
-use crate::source::RetryPolicy;
+use crate::source::http;
+use crate::source::{RetryPolicy, TransportError};
 
 /// The largest body accepted: a page of 200 groups with their members stays far below.
 pub const MAX_BODY: u64 = 32 << 20;
@@ -31,8 +32,6 @@ pub const PAGE_LIMIT: u64 = 200;
 
 /// Pages read per listing at most (200 000 users at the default page size).
 pub const MAX_PAGES: u64 = 1000;
-
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const PAGINATION: &str = "application/jupyterhub-pagination+json";
 
@@ -125,16 +124,10 @@ struct Reply {
     body: Vec<u8>,
 }
 
-/// A retryable or final failure of one attempt.
-struct AttemptError {
-    message: String,
-    retryable: bool,
-}
-
 /// A hub API session: one agent, the request count.
 pub struct HubClient<'a> {
     agent: Agent,
-    api: String,
+    api: &'a str,
     authorization: String,
     token: &'a str,
     retry: &'a RetryPolicy,
@@ -144,29 +137,18 @@ pub struct HubClient<'a> {
 }
 
 impl<'a> HubClient<'a> {
-    pub fn new(config: &'a HubConfig, shutdown: &'a Shutdown) -> Result<Self, String> {
-        let api = super::validate_api_url(&config.api)?;
-        if config.timeout.is_zero() {
-            return Err("the hub request timeout must be longer than zero".to_string());
-        }
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(config.timeout))
-            .timeout_connect(Some(config.timeout.min(MAX_CONNECT_TIMEOUT)))
-            .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Ok(HubClient {
-            agent,
-            api,
+    /// A session with the hub of `config`, whose timeout is not zero.
+    pub fn new(config: &'a HubConfig, shutdown: &'a Shutdown) -> Self {
+        HubClient {
+            agent: http::agent(config.timeout),
+            api: config.api.as_str(),
             authorization: format!("token {}", config.token.secret()),
             token: config.token.secret(),
             retry: &config.retry,
             shutdown,
             requests: 0,
             body_limit: MAX_BODY,
-        })
+        }
     }
 
     /// HTTP attempts so far, retries included.
@@ -364,7 +346,7 @@ impl<'a> HubClient<'a> {
                 }
             }
             if attempt < attempts {
-                let wait = backoff(self.retry, attempt, server_wait);
+                let wait = self.retry.backoff(attempt, server_wait);
                 log::debug!("{operation}: {last}; retrying in {} ms", wait.as_millis());
                 if !self.shutdown.sleep(wait) {
                     return Err(HubError::Interrupted);
@@ -384,7 +366,7 @@ impl<'a> HubClient<'a> {
         path: &str,
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
-    ) -> Result<(Reply, Option<Duration>), AttemptError> {
+    ) -> Result<(Reply, Option<Duration>), TransportError> {
         let url = format!("{}{path}", self.api);
         let result = (|| -> Result<_, ureq::Error> {
             let mut response = match method {
@@ -417,8 +399,7 @@ impl<'a> HubClient<'a> {
                 .headers()
                 .get("retry-after")
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(http::parse_retry_after);
             // Error bodies are read too (and never quoted: a 400 names the user).
             let body = response
                 .body_mut()
@@ -427,7 +408,7 @@ impl<'a> HubClient<'a> {
                 .read_to_vec()?;
             Ok((Reply { status, body }, retry_after))
         })();
-        result.map_err(|error| classify(&error, self.token))
+        result.map_err(|error| http::classify(&error, self.token))
     }
 }
 
@@ -482,61 +463,6 @@ fn encode_path(segments: &[&str]) -> String {
     path
 }
 
-// to be shared with source::Client::backoff
-/// Exponential backoff with full jitter over the upper half, never shorter than what the
-/// server asked for (capped at `max_wait`).
-fn backoff(retry: &RetryPolicy, attempt: u32, server_wait: Option<Duration>) -> Duration {
-    let exponential = retry
-        .first_wait
-        .saturating_mul(1u32 << (attempt - 1).min(16))
-        .min(retry.max_wait);
-    let jittered = exponential / 2 + exponential.mul_f64(jitter_fraction() / 2.0);
-    match server_wait {
-        Some(wait) => jittered.max(wait.min(retry.max_wait)),
-        None => jittered,
-    }
-}
-
-// to be shared with source::jitter_fraction
-fn jitter_fraction() -> f64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// As `source::http::classify`: network failures may pass on a retry, the rest will not;
-/// the token is scrubbed from the message should ureq ever quote it.
-fn classify(error: &ureq::Error, token: &str) -> AttemptError {
-    use ureq::Error as E;
-    let retryable = matches!(
-        error,
-        E::Timeout(_)
-            | E::ConnectionFailed
-            | E::HostNotFound
-            | E::Io(_)
-            | E::Protocol(_)
-            | E::ConnectProxyFailed(_)
-    );
-    let message = match error {
-        E::Timeout(which) => format!("timed out ({which})"),
-        E::BodyExceedsLimit(limit) => format!("response body larger than {limit} bytes"),
-        other => other.to_string(),
-    };
-    let message = if token.is_empty() {
-        message
-    } else {
-        message.replace(token, "<redacted>")
-    };
-    AttemptError { message, retryable }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,28 +478,6 @@ mod tests {
             "/groups/a%2Fb%3Fc%23d%20%25"
         );
         assert_eq!(encode_path(&["groups", "ü"]), "/groups/%C3%BC");
-    }
-
-    #[test]
-    fn backoff_doubles_and_honours_retry_after_up_to_the_cap() {
-        let retry = RetryPolicy {
-            attempts: 4,
-            first_wait: Duration::from_millis(100),
-            max_wait: Duration::from_secs(2),
-        };
-        for attempt in 1..=3u32 {
-            let base = Duration::from_millis(100 * (1 << (attempt - 1)));
-            let wait = backoff(&retry, attempt, None);
-            assert!(wait >= base / 2 && wait <= base, "{attempt}: {wait:?}");
-        }
-        assert_eq!(
-            backoff(&retry, 1, Some(Duration::from_secs(1))),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            backoff(&retry, 1, Some(Duration::from_secs(60))),
-            Duration::from_secs(2)
-        );
     }
 
     #[test]
@@ -606,7 +510,7 @@ mod tests {
         {
             assert!(message.contains(needle), "{needle}: {message}");
         }
-        let error = classify(
+        let error = http::classify(
             &ureq::Error::BadUri("http://x/secret-token".into()),
             "secret-token",
         );
@@ -616,13 +520,12 @@ mod tests {
     #[test]
     fn no_request_after_a_shutdown() {
         let config = HubConfig::new(
-            "http://127.0.0.1:9/hub/api",
+            http::BaseUrl::parse("http://127.0.0.1:9/hub/api").unwrap(),
             super::super::HubToken::new("t").unwrap(),
-        )
-        .unwrap();
+        );
         let shutdown = Shutdown::new();
         shutdown.request();
-        let mut client = HubClient::new(&config, &shutdown).unwrap();
+        let mut client = HubClient::new(&config, &shutdown);
         assert_eq!(client.read_state(), Err(HubError::Interrupted));
         assert_eq!(client.requests(), 0);
     }

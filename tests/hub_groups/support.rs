@@ -14,6 +14,7 @@ use std::time::Duration;
 use roster_sync::hub::{CourseRosters, GroupTemplate, HubConfig, HubToken};
 use roster_sync::roster::{List, Roster};
 use roster_sync::source::RetryPolicy;
+use roster_sync::source::http::BaseUrl;
 use serde_json::{Value, json};
 
 /// The hub's page size in the tests: small, so every listing spans several pages.
@@ -265,7 +266,8 @@ impl Hub {
     /// The roster-sync configuration for `api` (the hub or a forwarder) and `token`, with
     /// quick retries.
     pub fn config(&self, api: &str, token: &str) -> HubConfig {
-        let mut config = HubConfig::new(api, HubToken::new(token).unwrap()).unwrap();
+        let api = BaseUrl::parse(api).unwrap();
+        let mut config = HubConfig::new(api, HubToken::new(token).unwrap());
         config.retry = RetryPolicy {
             attempts: 4,
             first_wait: Duration::from_millis(20),
