@@ -8,21 +8,19 @@
 //! the roster files byte for byte, the exit code, the JSON report and the audit
 //! repository. Every address is synthetic.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sis_server::{
-    Api, Assignment, Campus, Course, Email, Enrollment, Fault, HrRecord, Options, Person, Section,
+use crate::support::{self, Run, Sandbox, assert_exit};
+use serde_json::Value;
+use sis_emulator::{
+    Assignment, Campus, Course, Email, Enrollment, Fault, HrRecord, Options, Person, Section,
     SisServer, Synthetic,
 };
-use common::{Sandbox, assert_exit};
-use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -180,14 +178,6 @@ fn values_yaml(keys: &[&str]) -> String {
     yaml
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn read_json(path: &Path) -> Value {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("report {} not written: {e}", path.display()));
@@ -205,7 +195,7 @@ fn counts(course: &Value, list: &str) -> (u64, u64, u64) {
 }
 
 fn dir_files(dir: &Path) -> Files {
-    files_of(common::read_dir_files(dir))
+    files_of(support::read_dir_files(dir))
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {
@@ -253,48 +243,30 @@ impl Env {
         self.sb.write_values(&values_yaml(keys));
     }
 
-    /// `roster-sync SUB` with this sandbox's values and audit repository, the given output
-    /// directory and report path, and the emulator's credentials.
-    fn command_at(&self, sub: &str, output_dir: &Path, report: &Path) -> Command {
-        self.command_in(sub, output_dir, &self.sb.audit_repo(), report)
-    }
-
-    /// Like [`Env::command_at`], with another audit repository too.
-    fn command_in(&self, sub: &str, output_dir: &Path, audit: &Path, report: &Path) -> Command {
-        let mut command = self.sb.command();
-        command
-            .arg(sub)
-            .arg("--values")
-            .arg(self.sb.values())
-            .arg("--api-base")
-            .arg(self.server.base_url())
-            .arg("--output-dir")
-            .arg(output_dir)
-            .arg("--audit-repo")
-            .arg(audit)
-            .arg("--report")
-            .arg(report);
-        for api in Api::ALL {
-            let (id_var, key_var) = api.vars();
-            command.env(id_var, api.id()).env(key_var, api.key());
-        }
+    /// `roster-sync SUB` with the emulator's credentials, this sandbox's values file, and
+    /// the given output directory, audit repository and report path.
+    fn command_at(&self, sub: &str, output_dir: &Path, audit: &Path, report: &Path) -> Command {
+        let mut command = self.sb.job_at(
+            &[sub],
+            self.server.base_url(),
+            output_dir,
+            audit,
+            Some(report),
+        );
+        support::credentials(&mut command);
         command
     }
 
+    /// `roster-sync SUB` with this sandbox's paths and the emulator's credentials.
     fn command(&self, sub: &str) -> Command {
-        self.command_at(sub, &self.sb.output_dir(), &self.sb.report_path())
+        self.sb.server_job(&[sub], &self.server)
     }
 
-    fn run(&self, sub: &str, args: &[&str]) -> Output {
-        let _ = fs::remove_file(self.sb.report_path());
-        self.command(sub)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the binary runs")
+    fn run(&self, sub: &str, args: &[&str]) -> Run {
+        self.sb.run(self.command(sub).args(args))
     }
 
-    fn sync(&self, args: &[&str]) -> Output {
+    fn sync(&self, args: &[&str]) -> Run {
         self.run("sync", args)
     }
 
@@ -318,17 +290,17 @@ impl Env {
         self.sb.output_dir().join(name)
     }
 
-    /// `verify` against this sandbox; returns the output.
-    fn verify(&self) -> Output {
-        self.sb
-            .command()
-            .arg("verify")
-            .arg("--output-dir")
-            .arg(self.sb.output_dir())
-            .arg("--audit-repo")
-            .arg(self.sb.audit_repo())
-            .output()
-            .unwrap()
+    /// `verify` against this sandbox.
+    fn verify(&self) -> Run {
+        self.sb.run(
+            self.sb
+                .command()
+                .arg("verify")
+                .arg("--output-dir")
+                .arg(self.sb.output_dir())
+                .arg("--audit-repo")
+                .arg(self.sb.audit_repo()),
+        )
     }
 
     fn last_commit_message(&self) -> String {
@@ -344,7 +316,11 @@ impl Env {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
-        let text = format!("{}{}", stdout(&output), stderr(&output));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(output.status.success(), "git fsck failed:\n{text}");
         for bad in ["error", "missing", "broken", "corrupt", "fatal"] {
             assert!(!text.contains(bad), "git fsck reports {bad}:\n{text}");
@@ -465,7 +441,7 @@ fn guard_case(before: Lists, after: Lists) -> Env {
 }
 
 #[track_caller]
-fn assert_guarded(env: &Env, output: &Output, kept: &Files, commits: usize) {
+fn assert_guarded(env: &Env, output: &Run, kept: &Files, commits: usize) {
     assert_exit(output, 3);
     let report = env.report();
     assert_eq!(report["outcome"], "guarded");
@@ -646,13 +622,11 @@ fn approval_flag_releases_only_the_approved_course() {
 #[test]
 fn approval_from_the_environment_adds_to_the_flags() {
     let (env, next) = approval_case();
-    let _ = fs::remove_file(env.sb.report_path());
-    let output = env
-        .command("sync")
-        .env("ROSTER_SYNC_APPROVE", format!("2099-fall-9, {K1}"))
-        .args(["--approve", K2])
-        .output()
-        .unwrap();
+    let output = env.sb.run(
+        env.command("sync")
+            .env("ROSTER_SYNC_APPROVE", format!("2099-fall-9, {K1}"))
+            .args(["--approve", K2]),
+    );
     assert_exit(&output, 0);
     for key in [K1, K2] {
         let course = env.course(key);
@@ -666,12 +640,10 @@ fn approval_from_the_environment_adds_to_the_flags() {
 
     // The environment alone, two keys comma separated.
     let (env, next) = approval_case();
-    let _ = fs::remove_file(env.sb.report_path());
-    let output = env
-        .command("sync")
-        .env("ROSTER_SYNC_APPROVE", format!("{K2},{K1}"))
-        .output()
-        .unwrap();
+    let output = env.sb.run(
+        env.command("sync")
+            .env("ROSTER_SYNC_APPROVE", format!("{K2},{K1}")),
+    );
     assert_exit(&output, 0);
     assert_eq!(env.files(), expected(&next));
     let message = env.last_commit_message();
@@ -846,9 +818,9 @@ fn empty_profiles_keep_every_roster_unless_pruning_is_approved() {
         assert_eq!(env.audit(), good);
         assert_eq!(env.sb.commit_count(), 1);
         assert!(
-            stderr(&output).contains("kept") || stderr(&output).contains("nothing"),
+            output.stderr.contains("kept") || output.stderr.contains("nothing"),
             "the log says why: {}",
-            stderr(&output)
+            output.stderr
         );
 
         let output = env.sync(&["--prune"]);
@@ -883,7 +855,7 @@ fn drift_is_restored_from_head_for_every_kind_of_course() {
     assert_exit(&env.sync(&[]), 0);
     let good = expected(&base);
 
-    let assert_repaired = |output: &Output, code: i32| {
+    let assert_repaired = |output: &Run, code: i32| {
         assert_exit(output, code);
         assert_eq!(env.report()["drift"], 1);
         assert_eq!(env.report()["commit"], Value::Null);
@@ -1023,7 +995,7 @@ fn two_concurrent_runs_one_exits_4() {
     let children: Vec<_> = reports
         .iter()
         .map(|report| {
-            env.command_at("sync", &env.sb.output_dir(), report)
+            env.command_at("sync", &env.sb.output_dir(), &env.sb.audit_repo(), report)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -1294,7 +1266,7 @@ fn verify_names_every_file_and_the_ones_that_differ() {
     assert_exit(&env.sync(&[]), 0);
     let output = env.verify();
     assert_exit(&output, 0);
-    let text = stdout(&output);
+    let text = &output.stdout;
     let names: Vec<String> = expected(&base).into_keys().collect();
     for name in &names {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(name.as_str())).collect();
@@ -1308,7 +1280,7 @@ fn verify_names_every_file_and_the_ones_that_differ() {
     fs::remove_file(env.file(&deleted)).unwrap();
     let output = env.verify();
     assert_exit(&output, 1);
-    let text = stdout(&output);
+    let text = &output.stdout;
     for name in [&edited, &deleted] {
         let line = text
             .lines()
@@ -1355,16 +1327,15 @@ fn history_shows_additions_and_removals_with_filters() {
         .collect();
 
     let history = |args: &[&str]| {
-        let output = env
-            .sb
-            .command()
-            .arg("history")
-            .arg("--audit-repo")
-            .arg(env.sb.audit_repo())
-            .args(args)
-            .output()
-            .unwrap();
-        (output.status.code(), stdout(&output))
+        let output = env.sb.run(
+            env.sb
+                .command()
+                .arg("history")
+                .arg("--audit-repo")
+                .arg(env.sb.audit_repo())
+                .args(args),
+        );
+        (output.code, output.stdout)
     };
 
     let (code, all) = history(&[]);
@@ -1432,10 +1403,9 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     let under_file = blocker.join("profiles.d");
     let report = env.sb.report_path();
 
-    let output = env
-        .command_at("sync", &under_file, &report)
-        .output()
-        .unwrap();
+    let output =
+        env.sb
+            .run(&mut env.command_at("sync", &under_file, &env.sb.audit_repo(), &report));
     assert_exit(&output, 5);
     let json = read_json(&report);
     assert_eq!(json["outcome"], "failed");
@@ -1448,10 +1418,9 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     // With history: a changed roster is not committed either.
     assert_exit(&env.sync(&[]), 0);
     env.serve(&[(A, lists(addresses("a", 0..13), addresses("ai", 0..1)))]);
-    let output = env
-        .command_at("sync", &under_file, &report)
-        .output()
-        .unwrap();
+    let output =
+        env.sb
+            .run(&mut env.command_at("sync", &under_file, &env.sb.audit_repo(), &report));
     assert_exit(&output, 5);
     assert_eq!(read_json(&report)["outcome"], "failed");
     assert_eq!(env.sb.commit_count(), 1);
@@ -1460,9 +1429,8 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     // An audit repository that cannot be created: exit 5, no file written.
     let fresh = env.sb.path("fresh-out");
     let output = env
-        .command_in("sync", &fresh, &blocker.join("audit"), &report)
-        .output()
-        .unwrap();
+        .sb
+        .run(&mut env.command_at("sync", &fresh, &blocker.join("audit"), &report));
     assert_exit(&output, 5);
     assert_eq!(read_json(&report)["outcome"], "failed");
     assert!(!fresh.exists() || dir_files(&fresh).is_empty());
@@ -1587,7 +1555,7 @@ fn sigkill_early_in_the_first_run_still_converges() {
         let out = env.sb.path(&format!("out-{step}"));
         let audit = env.sb.path(&format!("audit-{step}"));
         let mut child = env
-            .command_in("sync", &out, &audit, &report)
+            .command_at("sync", &out, &audit, &report)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1604,15 +1572,15 @@ fn sigkill_early_in_the_first_run_still_converges() {
             })
             .unwrap_or_default();
         let output = env
-            .command_in("sync", &out, &audit, &report)
-            .output()
-            .unwrap();
+            .sb
+            .run(&mut env.command_at("sync", &out, &audit, &report));
         assert_eq!(
-            output.status.code(),
+            output.code,
             Some(0),
             "killed after {delay:?}, leaving {left:?} in the audit repository; the next \
              run: {}",
-            stderr(&output)
+            output
+                .stderr
                 .lines()
                 .find(|l| l.contains("ERROR"))
                 .unwrap_or_default()
