@@ -431,9 +431,12 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
         "main",
     ]);
     assert!(!run_id.trim().is_empty(), "a run id trailer:\n{body}");
-    if let Some(report_run_id) = sandbox.report()["run_id"].as_str() {
-        assert_eq!(run_id.trim(), report_run_id);
-    }
+    let report = sandbox.report();
+    let report_run_id = report["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a run_id in the report: {report}"));
+    assert!(!report_run_id.is_empty(), "{report}");
+    assert_eq!(run_id.trim(), report_run_id, "the trailer is the report's run id");
     let version = sandbox.git(&[
         "log",
         "-1",
