@@ -1,7 +1,7 @@
 //! End-to-end tests of what a cluster sees of a run: JSON log lines, the Prometheus
 //! metrics file, the Pushgateway push and the termination-log summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -98,6 +98,24 @@ fn json_log_lines_parse_and_carry_no_addresses() {
     assert_eq!(summary["exit_code"], 0);
 }
 
+/// Every metric family `src/observe.rs` writes; the test fails when one disappears or a
+/// new one appears without being added here.
+const FAMILIES: [&str; 13] = [
+    "roster_sync_last_run_timestamp_seconds",
+    "roster_sync_last_success_timestamp_seconds",
+    "roster_sync_run_duration_seconds",
+    "roster_sync_exit_code",
+    "roster_sync_run_outcome",
+    "roster_sync_courses",
+    "roster_sync_members",
+    "roster_sync_members_added",
+    "roster_sync_members_removed",
+    "roster_sync_requests",
+    "roster_sync_requests_retried",
+    "roster_sync_guard_trips",
+    "roster_sync_drift_files",
+];
+
 #[test]
 fn the_metrics_file_has_every_family() {
     let sandbox = Sandbox::new();
@@ -109,24 +127,12 @@ fn the_metrics_file_has_every_family() {
     let text = std::fs::read_to_string(&metrics).unwrap();
     no_address_in(&text);
     let families = parse_exposition(&text);
-    for family in [
-        "roster_sync_last_run_timestamp_seconds",
-        "roster_sync_last_success_timestamp_seconds",
-        "roster_sync_run_duration_seconds",
-        "roster_sync_run_outcome",
-        "roster_sync_courses",
-        "roster_sync_members",
-        "roster_sync_members_added",
-        "roster_sync_members_removed",
-        "roster_sync_requests",
-        "roster_sync_requests_retried",
-        "roster_sync_guard_trips",
-    ] {
-        assert!(
-            families.contains_key(family),
-            "{family} missing in:\n{text}"
-        );
-    }
+    let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(FAMILIES),
+        "exactly the known families (a new one needs a test here) in:\n{text}"
+    );
     let value = |family: &str, labels: &str| {
         families[family]
             .iter()
@@ -147,7 +153,34 @@ fn the_metrics_file_has_every_family() {
         135.0
     );
     assert_eq!(value("roster_sync_requests", ""), 33.0);
+    assert_eq!(value("roster_sync_requests_retried", ""), 0.0);
+    assert_eq!(value("roster_sync_exit_code", ""), 0.0);
+    assert_eq!(value("roster_sync_guard_trips", ""), 0.0);
+    assert_eq!(value("roster_sync_drift_files", ""), 0.0);
+    let course = |list: &str| format!(r#"course="2019-fall-23970",list="{list}""#);
+    assert_eq!(
+        value("roster_sync_members_added", &course("students")),
+        135.0
+    );
+    assert_eq!(
+        value("roster_sync_members_removed", &course("students")),
+        0.0
+    );
+    assert_eq!(value("roster_sync_members", &course("instructors")), 3.0);
+    // Every status has its sample, zero or not; every course and list has its three.
+    assert_eq!(families["roster_sync_courses"].len(), 6, "{text}");
+    for family in [
+        "roster_sync_members",
+        "roster_sync_members_added",
+        "roster_sync_members_removed",
+    ] {
+        assert_eq!(families[family].len(), 4 * 2, "{family} in:\n{text}");
+    }
+    let last_run = value("roster_sync_last_run_timestamp_seconds", "");
     let first_success = value("roster_sync_last_success_timestamp_seconds", "");
+    assert_eq!(first_success, last_run, "a success is the last success");
+    let duration = value("roster_sync_run_duration_seconds", "");
+    assert!((0.0..60.0).contains(&duration), "{duration}");
 
     // A failing run keeps the last success time of the earlier run.
     sandbox.write_values("custom: {profiles: [broken]}\n");
@@ -160,7 +193,12 @@ fn the_metrics_file_has_every_family() {
         ),
         2,
     );
-    let failed = parse_exposition(&std::fs::read_to_string(&metrics).unwrap());
+    let failed_text = std::fs::read_to_string(&metrics).unwrap();
+    let failed = parse_exposition(&failed_text);
+    let names: BTreeSet<&str> = failed.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(FAMILIES), "{failed_text}");
+    assert_eq!(failed["roster_sync_exit_code"][0].1, 2.0);
+    assert!(failed["roster_sync_last_run_timestamp_seconds"][0].1 >= last_run);
     assert_eq!(
         failed["roster_sync_last_success_timestamp_seconds"][0].1,
         first_success
@@ -210,6 +248,8 @@ fn metrics_are_pushed_to_the_pushgateway() {
     );
     let families = parse_exposition(&body);
     assert!(families.contains_key("roster_sync_members"));
+    let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(FAMILIES), "pushed:\n{body}");
     no_address_in(&body);
 }
 

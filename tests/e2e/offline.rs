@@ -436,7 +436,11 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
         .as_str()
         .unwrap_or_else(|| panic!("a run_id in the report: {report}"));
     assert!(!report_run_id.is_empty(), "{report}");
-    assert_eq!(run_id.trim(), report_run_id, "the trailer is the report's run id");
+    assert_eq!(
+        run_id.trim(),
+        report_run_id,
+        "the trailer is the report's run id"
+    );
     let version = sandbox.git(&[
         "log",
         "-1",
