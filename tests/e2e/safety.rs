@@ -1436,28 +1436,124 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     assert!(!fresh.exists() || dir_files(&fresh).is_empty());
 }
 
-/// Makes a directory immutable (`chattr +i`: no entry may be created, renamed or removed,
-/// even by root) until dropped; `None` where the file system or the capabilities do not
-/// allow it.
-struct Immutable(PathBuf);
+/// A directory the job cannot write: mode 0555, and the job started without the
+/// capabilities that let root ignore mode bits. This works on any file system (tmpfs and
+/// overlayfs included) and in a container's default capability set, where `chattr +i`
+/// often cannot run (it needs CAP_LINUX_IMMUTABLE and a file system with the attribute).
+/// The mode is restored when dropped.
+struct ReadOnlyForTheJob(PathBuf);
 
-impl Immutable {
-    fn set(dir: &Path) -> Option<Immutable> {
-        let status = Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        let guard = Immutable(dir.to_path_buf());
+/// Capabilities (linux/capability.h) with which root writes where the mode forbids it.
+const MODE_OVERRIDES: [u32; 4] = [
+    1, // CAP_DAC_OVERRIDE
+    2, // CAP_DAC_READ_SEARCH
+    3, // CAP_FOWNER (could chmod the directory back)
+    9, // CAP_LINUX_IMMUTABLE
+];
+
+/// Runs in the child between fork and exec: takes [`MODE_OVERRIDES`] out of the bounding
+/// and inheritable sets, so the program exec'd as root does not get them back. Nothing to
+/// do for a test run without root, whose child has no capability anyway.
+fn drop_mode_overrides() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Sets {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    // SAFETY: plain syscalls on local buffers of the layout the kernel expects; no
+    // allocation, as required between fork and exec.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return Ok(());
+        }
+        for cap in MODE_OVERRIDES {
+            let cap = libc::c_ulong::from(cap);
+            if libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) == 1
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut sets = [Sets {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capget, &mut header, sets.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mask = MODE_OVERRIDES
+            .iter()
+            .fold(0u32, |mask, cap| mask | 1 << cap);
+        sets[0].inheritable &= !mask;
+        if libc::syscall(libc::SYS_capset, &header, sets.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl ReadOnlyForTheJob {
+    /// Makes `dir` read-only for commands passed through [`ReadOnlyForTheJob::restrict`],
+    /// and proves it with a probe that must fail to create a file there. Panics, saying
+    /// what is missing, where that cannot be done: the test must not pass without running.
+    #[track_caller]
+    fn set(dir: &Path) -> ReadOnlyForTheJob {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750, "the job made {}", dir.display());
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        let guard = ReadOnlyForTheJob(dir.to_path_buf());
         let probe = dir.join(".probe");
-        (status.success() && fs::write(&probe, b"").is_err()).then_some(guard)
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(": > \"$0\"")
+            .arg(&probe)
+            .stderr(Stdio::null());
+        let status = guard
+            .restrict(&mut command)
+            .status()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start a process without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, \
+                 CAP_FOWNER and CAP_LINUX_IMMUTABLE ({error}); the test needs CAP_SETPCAP \
+                 to drop them when it runs as root"
+                )
+            });
+        assert!(
+            !status.success() && !probe.exists(),
+            "{} (mode 0555) is still writable for a process without the capabilities \
+             that override file modes; the test cannot run here",
+            dir.display()
+        );
+        guard
+    }
+
+    /// Starts `command` without the capabilities that override file modes.
+    fn restrict<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: drop_mode_overrides only makes async-signal-safe system calls.
+        unsafe { command.pre_exec(drop_mode_overrides) }
     }
 }
 
-impl Drop for Immutable {
+impl Drop for ReadOnlyForTheJob {
     fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o750));
     }
 }
 
@@ -1468,11 +1564,8 @@ fn a_read_only_output_directory_exits_5_and_commits_nothing() {
     assert_exit(&env.sync(&[]), 0);
     let next = vec![(A, lists(addresses("a", 0..14), addresses("ai", 0..1)))];
     env.serve(&next);
-    let Some(read_only) = Immutable::set(&env.sb.output_dir()) else {
-        eprintln!("skipped: cannot make a directory read-only here (chattr +i)");
-        return;
-    };
-    let output = env.sync(&[]);
+    let read_only = ReadOnlyForTheJob::set(&env.sb.output_dir());
+    let output = env.sb.run(read_only.restrict(&mut env.command("sync")));
     let report = env.report();
     let commits = env.sb.commit_count();
     drop(read_only);
@@ -1486,6 +1579,7 @@ fn a_read_only_output_directory_exits_5_and_commits_nothing() {
         "nothing committed: the audit repository would record a roster the hub never got"
     );
     assert_eq!(env.audit(), expected(&base));
+    assert!(temp_files(&env.sb.output_dir()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
