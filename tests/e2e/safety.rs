@@ -1090,6 +1090,130 @@ fn oracle(campus: &Campus) -> Files {
     files
 }
 
+/// Where a SIGKILL lands in a run.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// A fixed time after the start.
+    Delay(Duration),
+    /// As soon as the run stages its first temporary roster file: before its commit.
+    Staging,
+    /// As soon as the run moves the audit branch: after its commit, before (most of)
+    /// its renames.
+    Commit,
+}
+
+/// An inotify watch for entries that appear in one directory (created or renamed into
+/// it), so a kill can follow an event within microseconds instead of a guessed delay.
+struct Watch(std::os::fd::OwnedFd);
+
+impl Watch {
+    fn new(dir: &Path) -> Watch {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain system calls; the descriptor is owned from here on.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0, "inotify: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mask = libc::IN_CREATE | libc::IN_MOVED_TO;
+            let watch =
+                libc::inotify_add_watch(std::os::fd::AsRawFd::as_raw_fd(&fd), path.as_ptr(), mask);
+            assert!(
+                watch >= 0,
+                "inotify {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+            Watch(fd)
+        }
+    }
+
+    /// Waits up to `timeout` for an entry whose name satisfies `wanted`.
+    fn wait(&self, wanted: &dyn Fn(&str) -> bool, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_millis().try_into().unwrap_or(libc::c_int::MAX);
+        // SAFETY: poll and read on our own descriptor into a local buffer.
+        if unsafe { libc::poll(&mut poll, 1, millis) } <= 0 {
+            return false;
+        }
+        let mut buffer = [0u64; 512];
+        let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), size_of_val(&buffer)) };
+        let Ok(read) = usize::try_from(read) else {
+            return false;
+        };
+        let bytes = &buffer_bytes(&buffer)[..read];
+        let header = size_of::<libc::inotify_event>();
+        let mut at = 0;
+        while at + header <= bytes.len() {
+            // The event's name follows its header, NUL-padded to `len` bytes.
+            let len = u32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &bytes[at + header..at + header + len];
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            if wanted(&String::from_utf8_lossy(name)) {
+                return true;
+            }
+            at += header + len;
+        }
+        false
+    }
+}
+
+fn buffer_bytes(buffer: &[u64]) -> &[u8] {
+    // SAFETY: any u64 buffer is a valid byte buffer of eight times its length.
+    unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast(), size_of_val(buffer)) }
+}
+
+/// Starts a sync and SIGKILLs it at `at`; false when it finished before.
+fn killed_sync(env: &Env, at: KillAt) -> bool {
+    let watch = match at {
+        KillAt::Delay(_) => None,
+        KillAt::Staging => Some((
+            Watch::new(&env.sb.output_dir()),
+            (|name: &str| name.starts_with(".roster-sync-tmp-")) as fn(&str) -> bool,
+        )),
+        KillAt::Commit => Some((
+            Watch::new(&env.sb.audit_repo().join("refs/heads")),
+            (|name: &str| name == "main") as fn(&str) -> bool,
+        )),
+    };
+    let mut child = env
+        .command("sync")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    match (at, watch) {
+        (KillAt::Delay(delay), _) => std::thread::sleep(delay),
+        (_, Some((watch, wanted))) => loop {
+            if watch.wait(&wanted, Duration::from_millis(5)) {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{at:?} never came"
+            );
+        },
+        (_, None) => unreachable!(),
+    }
+    // The child is not reaped before this point, so its pid cannot have been reused.
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    child.wait().unwrap();
+    !finished
+}
+
 #[test]
 fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     let test_started = Instant::now();
@@ -1118,9 +1242,27 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     let full_run = started.elapsed().max(Duration::from_millis(50));
     assert_eq!(env.files(), oracle(&campus));
 
-    const ITERATIONS: usize = 25;
-    let (mut finished, mut head_moved, mut mixed) = (0, 0, 0);
-    for i in 0..ITERATIONS {
+    // Kill points spread over the whole run, denser towards its end where the commit
+    // and the writes happen; then kills that follow the run's own steps, which a delay
+    // cannot hit reliably: the first staged file (so the kill lands between staging and
+    // the commit) and the move of the audit branch (between the commit and the renames,
+    // a window of a few renames; retried until it is hit, up to the count below).
+    const DELAYS: usize = 25;
+    const AT_STAGING: usize = 4;
+    const AT_COMMIT: usize = 30;
+    let schedule: Vec<KillAt> = (0..DELAYS)
+        .map(|i| KillAt::Delay(full_run.mul_f64((i as f64 / (DELAYS - 1) as f64).sqrt())))
+        .chain((0..AT_STAGING).map(|_| KillAt::Staging))
+        .chain((0..AT_COMMIT).map(|_| KillAt::Commit))
+        .collect();
+
+    // What the kills hit, judged by the state they left.
+    let (mut finished, mut before_commit, mut staged_before_commit) = (0, 0, 0);
+    let (mut after_commit_before_rename, mut after_rename, mut mixed) = (0, 0, 0);
+    for (i, at) in schedule.into_iter().enumerate() {
+        if matches!(at, KillAt::Commit) && after_commit_before_rename >= 3 {
+            break;
+        }
         mutate(&mut campus, i + 1);
         let next_campus = campus.clone();
         env.server.update_campus(|c| *c = next_campus);
@@ -1130,25 +1272,14 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
         let old_head = env.audit();
         assert_eq!(old_head, old);
 
-        // Kill points spread over the whole run, denser towards its end where the
-        // commit and the writes happen.
-        let fraction = (i as f64 / (ITERATIONS - 1) as f64).sqrt();
-        let delay = full_run.mul_f64(fraction);
-        let mut child = env
-            .command("sync")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
+        let killed = killed_sync(&env, at);
+        if !killed {
             finished += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
 
         // Invariants right after the kill.
         let dir = env.sb.output_dir();
+        let mut still_old = 0;
         for (name, content) in dir_files(&dir) {
             if name.starts_with(".roster-sync-tmp-") {
                 continue;
@@ -1156,10 +1287,13 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
             let (was, will) = (old.get(&name), new.get(&name));
             assert!(
                 was == Some(&content) || will == Some(&content),
-                "iteration {i} (kill after {delay:?}): {name} is neither old nor new"
+                "iteration {i} (kill {at:?}): {name} is neither old nor new"
             );
             if was != Some(&content) {
                 mixed += 1;
+            }
+            if will != Some(&content) {
+                still_old += 1;
             }
         }
         for name in old.keys() {
@@ -1169,10 +1303,17 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
         let head = env.audit();
         assert!(
             head == old_head || head == new,
-            "iteration {i}: HEAD is neither the old nor the new tree"
+            "iteration {i} (kill {at:?}): HEAD is neither the old nor the new tree"
         );
-        if head != old_head {
-            head_moved += 1;
+        if killed && head == old_head {
+            before_commit += 1;
+            if !temp_files(&dir).is_empty() {
+                staged_before_commit += 1;
+            }
+        } else if killed && still_old > 0 {
+            after_commit_before_rename += 1;
+        } else if killed {
+            after_rename += 1;
         }
 
         // The next run converges.
@@ -1186,12 +1327,22 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
             "iteration {i}: temporary files"
         );
     }
-    eprintln!(
-        "kill test: full run {full_run:?}; {finished} runs finished before the kill, \
-         {head_moved} kills after the commit, {mixed} files already new; {:?} in all",
+    let hits = format!(
+        "full run {full_run:?}; {finished} runs finished before the kill; kills before the \
+         commit {before_commit} ({staged_before_commit} with staged files), after the commit \
+         before the renames {after_commit_before_rename}, after the renames {after_rename}; \
+         {mixed} files already new; {:?} in all",
         test_started.elapsed()
     );
-    assert!(test_started.elapsed() < Duration::from_secs(60));
+    assert!(
+        staged_before_commit >= 1,
+        "no kill landed between staging and the commit: {hits}"
+    );
+    assert!(
+        after_commit_before_rename >= 1,
+        "no kill landed between the commit and the renames: {hits}"
+    );
+    assert!(test_started.elapsed() < Duration::from_secs(60), "{hits}");
     env.assert_no_violations();
 }
 
