@@ -8,11 +8,14 @@
 //!   credentials, politeness).
 //! - [`safety`]: guards, pruning, drift, the lock, kills and signals, storage errors.
 //! - [`observe`]: JSON logs, metrics, the Pushgateway and the termination-log summary.
+//! - [`golden`]: the commit message, metrics text and summary line of the fixture run
+//!   against `tests/e2e/golden/` (`UPDATE_GOLDEN=1` rewrites them).
 //!
 //! Run one module with `cargo test --test e2e offline::`, one test by its name.
 
 mod support;
 
+mod golden;
 mod http;
 mod observe;
 mod offline;
