@@ -239,7 +239,10 @@ impl Sandbox {
     pub fn run(&self, command: &mut Command) -> Run {
         let _ = std::fs::remove_file(self.report_path());
         command.stdin(Stdio::null());
-        let output = assert_cmd::Command::from_std(std::mem::replace(command, Command::new("")))
+        // assert_cmd adds the timeout; it takes the command by value, and the caller's
+        // (spent) one is left as a placeholder.
+        let command = std::mem::replace(command, Command::new(env!("CARGO_BIN_EXE_roster-sync")));
+        let output = assert_cmd::Command::from_std(command)
             .timeout(RUN_TIMEOUT)
             .output()
             .expect("the binary runs");
