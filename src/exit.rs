@@ -128,6 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_has_every_code_and_the_precedence() {
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            assert!(
+                readme.contains(&format!("\n| {} | ", exit.code())),
+                "README's exit-code table lacks {}",
+                exit.code()
+            );
+        }
+        let order: Vec<String> = Exit::ALL.iter().map(|exit| exit.code().to_string()).collect();
+        assert!(
+            readme.contains(&format!("the first of {} wins", order.join(", "))),
+            "README states the precedence {order:?}"
+        );
+    }
+
+    #[test]
     fn help_lists_codes_in_numeric_order_and_the_precedence() {
         let help = Exit::help(&[
             (Exit::Success, "same"),

@@ -10,13 +10,19 @@
 //! - [`observe`]: JSON logs, metrics, the Pushgateway and the termination-log summary.
 //! - [`golden`]: the commit message, metrics text and summary line of the fixture run
 //!   against `tests/e2e/golden/` (`UPDATE_GOLDEN=1` rewrites them).
+//! - [`hub`]: the binary with `--hub-api` against a real JupyterHub, down to what a
+//!   `group_overrides` spawn gives; [`hub_groups`]: the groups sync module against it
+//!   ([`jupyterhub`] starts the hub from the pinned venv of `.ci/hub-venv.sh`).
 //!
 //! Run one module with `cargo test --test e2e offline::`, one test by its name.
 
+mod jupyterhub;
 mod support;
 
 mod golden;
 mod http;
+mod hub;
+mod hub_groups;
 mod observe;
 mod offline;
 mod safety;

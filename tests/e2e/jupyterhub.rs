@@ -1,8 +1,7 @@
-//! Test support for the JupyterHub groups tests: one real JupyterHub per test process
-//! (started through `tests/jupyterhub/hub_server.py` with the venv of `.ci/hub-venv.sh`),
-//! admin helpers to set it up and inspect it out of band, and a recording, fault-injecting
-//! HTTP forwarder to put between roster-sync and the hub.
-#![allow(dead_code)]
+//! Test support for the JupyterHub tests: one real JupyterHub per test process (started
+//! through `tests/jupyterhub/hub_server.py` with the venv of `.ci/hub-venv.sh`), admin
+//! helpers to set it up and inspect it out of band, and a recording, fault-injecting HTTP
+//! forwarder to put between roster-sync and the hub.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -31,6 +30,8 @@ pub struct Hub {
     pub read_only_token: String,
     pub names_only_token: String,
     pub sync_scopes: Vec<String>,
+    /// Where the spawner writes what each user's pod would get.
+    manifests: std::path::PathBuf,
     /// Held open for the life of the test process: the launcher stops the hub when it
     /// closes, however the process ends.
     _stdin: Mutex<ChildStdin>,
@@ -52,19 +53,30 @@ fn start_hub() -> Result<Hub, String> {
     let venv = Command::new("bash")
         .arg(root.join(".ci/hub-venv.sh"))
         .current_dir(root)
-        .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run .ci/hub-venv.sh: {e}"))?;
     if !venv.status.success() {
-        return Err(format!(".ci/hub-venv.sh failed ({})", venv.status));
+        return Err(format!(
+            ".ci/hub-venv.sh failed ({}): {}",
+            venv.status,
+            String::from_utf8_lossy(&venv.stderr)
+        ));
     }
+    // The hub's own log goes to a file, so a green run stays quiet; a failure to start
+    // quotes its end.
+    let log_path =
+        std::env::temp_dir().join(format!("roster-sync-e2e-hub-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let python = String::from_utf8_lossy(&venv.stdout).trim().to_string();
     let mut child = Command::new(&python)
         .arg(root.join("tests/jupyterhub/hub_server.py"))
         .args(["--page-limit", &PAGE_LIMIT.to_string()])
+        .arg("--values")
+        .arg(root.join("fixtures/values.yaml"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {python}: {e}"))?;
     let stdout = child.stdout.take().expect("piped stdout");
@@ -74,12 +86,25 @@ fn start_hub() -> Result<Hub, String> {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = sender.send(line);
     });
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
     let line = receiver
         .recv_timeout(Duration::from_secs(150))
-        .map_err(|_| "the hub did not report ready within 150 s".to_string())?;
+        .map_err(|_| {
+            format!(
+                "the hub did not report ready within 150 s; its log ends:\n{}",
+                log_tail()
+            )
+        })?;
     let info: Value = serde_json::from_str(&line).map_err(|_| {
         let status = child.try_wait().ok().flatten();
-        format!("hub_server.py did not print its JSON line (exit status {status:?}; see its stderr above)")
+        format!(
+            "hub_server.py did not print its JSON line (exit status {status:?}); its log ends:\n{}",
+            log_tail()
+        )
     })?;
     let field = |name: &str| info[name].as_str().unwrap_or_default().to_string();
     let stdin = child.stdin.take().expect("piped stdin");
@@ -97,6 +122,7 @@ fn start_hub() -> Result<Hub, String> {
                     .collect()
             })
             .unwrap_or_default(),
+        manifests: field("manifests").into(),
         _stdin: Mutex::new(stdin),
         _child: Mutex::new(child),
     })
@@ -158,6 +184,38 @@ impl Hub {
             "admin {method} {path}: HTTP {status} {value}"
         );
         value
+    }
+
+    /// Starts `user`'s server the way a click on "Start" does (no login), and returns what
+    /// its pod would get (`groups`, `mem_limit`, `mem_guarantee` in bytes, `mounts`,
+    /// `volumes`), after stopping it again.
+    pub fn spawn(&self, user: &str) -> Value {
+        let record = self.manifests.join(format!("{user}.json"));
+        let _ = std::fs::remove_file(&record);
+        let server = format!("/users/{}/server", encode(user));
+        self.admin_ok("POST", &server, None, &[201, 202]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(&record) {
+                break text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user}'s spawn wrote no manifest"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.admin_ok("DELETE", &server, None, &[202, 204]);
+        while self.admin_ok("GET", &format!("/users/{}", encode(user)), None, &[200])["server"]
+            != Value::Null
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user}'s server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serde_json::from_str(&text).expect("a JSON manifest")
     }
 
     /// Creates users (existing ones are fine).

@@ -1,14 +1,11 @@
-//! End-to-end tests of the JupyterHub groups sync (SPEC §9) against a real JupyterHub 5.5
-//! (see `tests/hub_groups/support.rs`). Every test uses its own course keys and usernames
-//! (prefix `tN-`), so they share one hub and run in parallel. Without a runnable hub every
-//! test fails, saying what to run.
+//! The JupyterHub groups sync (`roster_sync::hub::sync_groups`) against a real JupyterHub
+//! 5.5 (see `jupyterhub.rs`). Every test uses its own course keys and usernames (prefix
+//! `tN-`), so they share one hub and run in parallel. Without a runnable hub every test
+//! fails, saying what to run.
 
-#[path = "hub_groups/support.rs"]
-mod support;
-
+use crate::jupyterhub::{Action, Forwarder, hub, rosters, set, with_template};
 use roster_sync::hub::{CourseRosters, HubReport, REQUIRED_SCOPES, sync_groups};
 use roster_sync::shutdown::Shutdown;
-use support::{Action, Forwarder, hub, rosters, set, with_template};
 
 fn sync(
     config: &roster_sync::hub::HubConfig,
@@ -125,7 +122,7 @@ fn groups_hold_the_hub_users_of_their_rosters_and_a_second_sync_writes_nothing()
          requests (all GET pages; the hub pages by {})",
         first.requests,
         second.requests,
-        support::PAGE_LIMIT
+        crate::jupyterhub::PAGE_LIMIT
     );
 }
 
@@ -527,7 +524,7 @@ fn a_refused_membership_change_fails_that_group_only_and_names_no_one() {
     // the hub then refuses the whole membership request (HTTP 400).
     let forwarder = Forwarder::new(&hub.api, move |_, method, url| {
         if method == "POST" && url.contains("2031-fall-1301") {
-            support::hub().delete_user("t13-gone");
+            crate::jupyterhub::hub().delete_user("t13-gone");
         }
         Action::Forward
     });
@@ -570,7 +567,7 @@ fn a_group_created_meanwhile_gets_its_members_all_the_same() {
     // retried request that had in fact succeeded would): the hub answers 409.
     let forwarder = Forwarder::new(&hub.api, |_, method, url| {
         if method == "POST" && url == "/hub/api/groups/course%3A%3A2031-fall-1401%3A%3Astudents" {
-            support::hub().create_group("course::2031-fall-1401::students", &["t14-b"]);
+            crate::jupyterhub::hub().create_group("course::2031-fall-1401::students", &["t14-b"]);
         }
         Action::Forward
     });
