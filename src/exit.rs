@@ -137,7 +137,10 @@ mod tests {
                 exit.code()
             );
         }
-        let order: Vec<String> = Exit::ALL.iter().map(|exit| exit.code().to_string()).collect();
+        let order: Vec<String> = Exit::ALL
+            .iter()
+            .map(|exit| exit.code().to_string())
+            .collect();
         assert!(
             readme.contains(&format!("the first of {} wins", order.join(", "))),
             "README states the precedence {order:?}"
