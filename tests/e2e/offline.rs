@@ -1141,7 +1141,9 @@ fn each_commands_help_is_complete_on_its_own() {
         "--include-waitlisted",
         "--hub-api",
     ];
-    let cases: [(&str, &[&str], &[&str], &[i32]); 5] = [
+    // (command, options its help lists, options it must not list, its exit codes)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [i32]);
+    let cases: [Case; 5] = [
         (
             "sync",
             &[&job[..], &["--dry-run", "--report"]].concat(),
