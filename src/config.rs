@@ -15,6 +15,7 @@ use crate::cli::JobOptions;
 use crate::course::{Course, KeyKind};
 use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
+use crate::hub::plan::InvalidTemplate;
 use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
 use crate::source::RetryPolicy;
 use crate::source::credentials::MissingCredentials;
@@ -53,7 +54,7 @@ pub enum ConfigError {
     },
     ApiBase(InvalidBaseUrl),
     HubApi(InvalidBaseUrl),
-    HubGroupTemplate(String),
+    HubGroupTemplate(InvalidTemplate),
     HubToken(MissingToken),
     Timeout {
         value: f64,
@@ -107,7 +108,7 @@ impl fmt::Display for ConfigError {
                 "--api-base {error} (or file://DIR to replay recorded answers)"
             ),
             ConfigError::HubApi(error) => write!(f, "--hub-api {error}"),
-            ConfigError::HubGroupTemplate(reason) => write!(f, "--hub-group-template: {reason}"),
+            ConfigError::HubGroupTemplate(error) => write!(f, "--hub-group-template: {error}"),
             ConfigError::HubToken(missing) => missing.fmt(f),
             ConfigError::Timeout { value } => {
                 write!(f, "--timeout {value} must be a positive number of seconds")

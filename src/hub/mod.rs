@@ -198,7 +198,7 @@ pub fn sync_groups(
     );
     if let Err(error) = result {
         log::warn!("hub groups not fully updated: {error}");
-        report.error = Some(error);
+        report.error = Some(error.to_string());
     }
     let verb = if dry_run { "would change" } else { "changed" };
     log::info!(
@@ -225,8 +225,10 @@ fn run(
     dry_run: bool,
     shutdown: &Shutdown,
     report: &mut HubReport,
-) -> Result<(), String> {
-    report.groups = plan::managed_groups(&config.group_template, desired)?.len();
+) -> Result<(), SyncError> {
+    report.groups = plan::managed_groups(&config.group_template, desired)
+        .map_err(SyncError::Template)?
+        .len();
     let prunable = pruned.iter().any(|key| !desired.contains_key(key));
     if report.groups == 0 && !prunable {
         return Ok(());
@@ -253,8 +255,11 @@ fn sync_with(
     pruned: &[String],
     dry_run: bool,
     report: &mut HubReport,
-) -> Result<(), String> {
-    let state = client.read_state().map_err(|error| error.to_string())?;
+) -> Result<(), SyncError> {
+    let state = client.read_state().map_err(|error| SyncError::Stopped {
+        error,
+        earlier_failures: 0,
+    })?;
     let plan = plan::plan(
         &config.group_template,
         &config.username_domain,
@@ -262,7 +267,8 @@ fn sync_with(
         desired,
         pruned,
         &state,
-    )?;
+    )
+    .map_err(SyncError::Template)?;
     report.drift = plan.drift();
     report.not_in_hub = plan.not_in_hub;
     report.outside_domain = plan.outside_domain;
@@ -291,16 +297,14 @@ fn sync_with(
         }
         return Ok(());
     }
-    let mut failures: Vec<String> = Vec::new();
-    let mut record = |result: Result<(), client::HubError>| -> Result<(), String> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) if error.stops_all() => Err(error.to_string()),
-            Err(error) => {
-                log::warn!("{error}");
-                failures.push(error.to_string());
-                Ok(())
-            }
+    let mut failures: Vec<client::HubError> = Vec::new();
+    let mut record = |result: Result<(), client::HubError>| match result {
+        Ok(()) => Ok(()),
+        Err(error) if error.stops_all() => Err(error),
+        Err(error) => {
+            log::warn!("{error}");
+            failures.push(error);
+            Ok(())
         }
     };
     let mut stopped = None;
@@ -332,16 +336,57 @@ fn sync_with(
             }
         }
     }
-    match (stopped, failures.len()) {
-        (Some(error), 0) => Err(error),
-        (Some(error), n) => Err(format!("{error} (and {n} earlier hub operations failed)")),
-        (None, 0) => Ok(()),
-        (None, 1) => Err(failures.remove(0)),
-        (None, n) => Err(format!(
-            "{} (and {} more hub operations failed)",
-            failures[0],
-            n - 1
-        )),
+    let earlier_failures = failures.len();
+    match stopped {
+        Some(error) => Err(SyncError::Stopped {
+            error,
+            earlier_failures,
+        }),
+        None if failures.is_empty() => Ok(()),
+        None => Err(SyncError::Failed {
+            first: failures.remove(0),
+            more: earlier_failures - 1,
+        }),
+    }
+}
+
+/// Why the groups could not all be brought up to date.
+#[derive(Debug)]
+enum SyncError {
+    /// The template names two managed lists alike.
+    Template(plan::SharedGroup),
+    /// An error that stops all hub work, after `earlier_failures` operations failed alone.
+    Stopped {
+        error: client::HubError,
+        earlier_failures: usize,
+    },
+    /// Operations that failed one by one (the others were done).
+    Failed {
+        first: client::HubError,
+        more: usize,
+    },
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Template(error) => error.fmt(f),
+            SyncError::Stopped {
+                error,
+                earlier_failures: 0,
+            } => error.fmt(f),
+            SyncError::Stopped {
+                error,
+                earlier_failures,
+            } => write!(
+                f,
+                "{error} (and {earlier_failures} earlier hub operations failed)"
+            ),
+            SyncError::Failed { first, more: 0 } => first.fmt(f),
+            SyncError::Failed { first, more } => {
+                write!(f, "{first} (and {more} more hub operations failed)")
+            }
+        }
     }
 }
 

@@ -25,9 +25,54 @@ pub const DEFAULT_GROUP_TEMPLATE: &str = "course::{key}::{list}";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupTemplate(String);
 
+/// Why a group template was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidTemplate {
+    template: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for InvalidTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid hub group template {:?}: {}",
+            self.template, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidTemplate {}
+
+/// Two lists whose groups the template names alike: one group cannot hold both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedGroup {
+    template: String,
+    name: String,
+    first: (String, List),
+    second: (String, List),
+}
+
+impl fmt::Display for SharedGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hub group template {:?} gives the same group {:?} to {} {} and {} {}",
+            self.template, self.name, self.first.0, self.first.1, self.second.0, self.second.1
+        )
+    }
+}
+
+impl std::error::Error for SharedGroup {}
+
 impl GroupTemplate {
-    pub fn parse(template: &str) -> Result<GroupTemplate, String> {
-        let problem = |what: &str| Err(format!("invalid hub group template {template:?}: {what}"));
+    pub fn parse(template: &str) -> Result<GroupTemplate, InvalidTemplate> {
+        let problem = |reason| {
+            Err(InvalidTemplate {
+                template: template.to_string(),
+                reason,
+            })
+        };
         if !template.contains("{key}") || !template.contains("{list}") {
             return problem("it must contain both {key} and {list}");
         }
@@ -76,13 +121,6 @@ impl GroupTemplate {
 impl Default for GroupTemplate {
     fn default() -> Self {
         GroupTemplate(DEFAULT_GROUP_TEMPLATE.to_string())
-    }
-}
-
-impl std::str::FromStr for GroupTemplate {
-    type Err = String;
-    fn from_str(template: &str) -> Result<Self, String> {
-        GroupTemplate::parse(template)
     }
 }
 
@@ -163,16 +201,18 @@ impl Plan {
 pub fn managed_groups(
     template: &GroupTemplate,
     desired: &CourseRosters,
-) -> Result<Vec<(String, String, List)>, String> {
+) -> Result<Vec<(String, String, List)>, SharedGroup> {
     let mut names: BTreeMap<String, (String, List)> = BTreeMap::new();
     for (key, lists) in desired {
         for &list in lists.keys() {
             let name = template.render(key, list);
-            if let Some((other, other_list)) = names.insert(name.clone(), (key.clone(), list)) {
-                return Err(format!(
-                    "hub group template {template:?} gives the same group {name:?} to \
-                     {other} {other_list} and {key} {list}"
-                ));
+            if let Some(first) = names.insert(name.clone(), (key.clone(), list)) {
+                return Err(SharedGroup {
+                    template: template.to_string(),
+                    name,
+                    first,
+                    second: (key.clone(), list),
+                });
             }
         }
     }
@@ -199,7 +239,7 @@ pub fn plan(
     desired: &CourseRosters,
     pruned: &[String],
     hub: &HubState,
-) -> Result<Plan, String> {
+) -> Result<Plan, SharedGroup> {
     let empty_roster = Roster::default();
     let empty_group = BTreeSet::new();
     let mut not_in_hub = BTreeSet::new();
@@ -336,7 +376,7 @@ mod tests {
             template.render("2019-fall-23970", List::Instructors),
             "course::2019-fall-23970::instructors"
         );
-        let custom: GroupTemplate = "{list} of {key} ({list})".parse().unwrap();
+        let custom = GroupTemplate::parse("{list} of {key} ({list})").unwrap();
         assert_eq!(
             custom.render("k", List::Students),
             "students of k (students)"
