@@ -200,19 +200,6 @@ fn assert_fixture_courses_created(report: &Value, expected: &BTreeMap<String, Ve
 }
 
 /// Recursively copies a directory.
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn enrollments(page: &mut Value) -> &mut Vec<Value> {
     page.pointer_mut("/apiResponse/response/enrollmentsByClassSection/classSectionEnrollments")
         .and_then(Value::as_array_mut)
@@ -235,7 +222,7 @@ fn campus_uid(enrollment: &Value) -> String {
 /// `file://` base and the students file that course should now have.
 fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
     let sis = sandbox.path("sis-changed");
-    copy_dir(&support::fixtures().join("sis"), &sis);
+    support::copy_dir(&support::fixtures().join("sis"), &sis);
     let page_path = sis.join("enrollments/2202/14552/page-1.json");
     let mut page: Value = serde_json::from_str(&fs::read_to_string(&page_path).unwrap()).unwrap();
     let lab: Value = serde_json::from_str(
