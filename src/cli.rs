@@ -203,6 +203,12 @@ pub struct JobOptions {
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub prune: bool,
 
+    /// Warn about course profiles whose term is at least this many terms before today's
+    /// (1-99; 2: a fall course from the next summer on).
+    #[arg(long, env = "ROSTER_SYNC_STALE_AFTER_TERMS", value_name = "N",
+          default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=99))]
+    pub stale_after_terms: u16,
+
     /// Retries after a failed attempt (429, 5xx, timeout, connection error).
     #[arg(
         long,

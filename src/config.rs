@@ -284,6 +284,7 @@ pub struct Settings {
     pub dry_run: bool,
     pub storage: StorageSettings,
     pub hub: Option<HubSettings>,
+    pub stale_after_terms: u16,
 }
 
 impl Settings {
@@ -347,6 +348,7 @@ impl Settings {
                 },
             },
             hub,
+            stale_after_terms: options.stale_after_terms,
         })
     }
 
@@ -354,6 +356,19 @@ impl Settings {
     pub fn load_profiles(&self) -> Result<Profiles, ConfigError> {
         load_profiles(&self.values, self.profiles_key.as_deref())
     }
+}
+
+/// The courses of `courses` whose term is at least `after` terms before today's, with how
+/// many terms ago it was: their profiles are due for removal.
+pub fn stale_courses(courses: &[Course], after: u16) -> Vec<(&Course, i64)> {
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let number = |range: std::ops::Range<usize>| today[range].parse().unwrap_or(1);
+    let today = crate::course::term_of(number(0..4), number(5..7));
+    courses
+        .iter()
+        .map(|course| (course, course.terms_before(today)))
+        .filter(|(_, ago)| *ago >= i64::from(after))
+        .collect()
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use crate::tree::OnDisk;
 /// directory and audit repository are usable.
 pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Write) -> Exit {
     let mut usable = true;
+    // Warnings do not make the configuration unusable; they follow the checks.
+    let mut warnings = Vec::new();
     let mut say = |ok: bool, line: String| {
         usable &= ok;
         let _ = writeln!(out, "{} {line}", if ok { "ok  " } else { "FAIL" });
@@ -46,6 +48,18 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
                     keys.join(", "),
                     profiles.key_path.as_deref().unwrap_or("no profiles path")
                 ),
+            );
+            warnings.extend(
+                config::stale_courses(&profiles.courses, options.stale_after_terms)
+                    .into_iter()
+                    .map(|(course, ago)| {
+                        format!(
+                            "stale profile {}: its term was {ago} terms ago \
+                             (--stale-after-terms {}); remove it from the values file and \
+                             sync with --prune",
+                            course.key, options.stale_after_terms
+                        )
+                    }),
             );
             match (
                 settings.as_ref().map(|settings| &settings.source),
@@ -91,6 +105,9 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
             ),
         ),
         Err(error) => say(false, error.to_string()),
+    }
+    for warning in warnings {
+        let _ = writeln!(out, "warn {warning}");
     }
     if usable { Exit::Success } else { Exit::Config }
 }

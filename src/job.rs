@@ -142,6 +142,16 @@ pub fn run_with(
     clock: &RunClock,
 ) -> Report {
     let mut ending = Ending::default();
+    for (course, ago) in config::stale_courses(courses, settings.stale_after_terms) {
+        log::warn!(
+            course = course.key.as_str();
+            "{}: its term was {ago} terms ago; remove the profile from the values file and \
+             sync with --prune, so the job stops fetching it and its former students no \
+             longer match it",
+            course.key
+        );
+        ending.stale.insert(course.key.clone());
+    }
     let result = execute(
         settings,
         courses,
