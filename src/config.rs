@@ -17,9 +17,10 @@ use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
 use crate::hub::plan::InvalidTemplate;
 use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
-use crate::source::RetryPolicy;
-use crate::source::credentials::MissingCredentials;
-use crate::source::http::{BaseUrl, InvalidBaseUrl};
+use crate::source::credentials::{Credentials, MissingCredentials};
+use crate::source::http::{BaseUrl, HttpTransport, InvalidBaseUrl};
+use crate::source::replay::ReplayTransport;
+use crate::source::{RetryPolicy, Transport};
 
 /// Where profiles are looked for when `--profiles-key` is not given, in this order.
 pub const DEFAULT_PROFILE_PATHS: [&str; 4] = [
@@ -218,6 +219,18 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The transport that asks this source, each request taking at most `timeout`; live
+    /// HTTP needs every SIS/HR credential from the environment.
+    pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Transport>, ConfigError> {
+        Ok(match self {
+            SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
+            SourceConfig::Http { base } => {
+                let credentials = Credentials::from_env().map_err(ConfigError::Credentials)?;
+                Box::new(HttpTransport::new(base, credentials, timeout))
+            }
+        })
+    }
+
     pub fn parse(api_base: &str) -> Result<SourceConfig, ConfigError> {
         match api_base.strip_prefix("file://") {
             Some(dir) => Ok(SourceConfig::Replay { dir: dir.into() }),

@@ -12,17 +12,30 @@ use sha2::{Digest, Sha256};
 use crate::audit::{AuditError, AuditRepo};
 use crate::cli::{HistoryArgs, JobOptions};
 use crate::config::{self, Settings, SourceConfig};
+use crate::course::Course;
 use crate::exit::Exit;
 use crate::hub::HubToken;
 use crate::roster::normalize;
+use crate::shutdown::Shutdown;
 use crate::source::credentials::Credentials;
+use crate::source::{Client, FetchError, Request, api};
 use crate::store::OutputDir;
 use crate::tree::OnDisk;
 
 /// `check`: validates the options, the values file, the course keys and the credentials
 /// the courses need, with the constructors `sync` uses, and says whether the output
 /// directory and audit repository are usable.
-pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Write) -> Exit {
+///
+/// With `online`, it also asks the Classes API for every course (nothing else is asked,
+/// written or committed) and says what SIS knows of it, failing on a class that does not
+/// exist: a wrong class number in a key is caught before the term starts.
+pub fn check(
+    options: &JobOptions,
+    online: bool,
+    approve_env: Option<&str>,
+    shutdown: &Shutdown,
+    out: &mut impl Write,
+) -> Exit {
     let mut usable = true;
     // Warnings do not make the configuration unusable; they follow the checks.
     let mut warnings = Vec::new();
@@ -36,7 +49,8 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
         Err(error) => say(false, error.to_string()),
     }
     let values = &options.values;
-    match config::load_profiles(values, options.profiles_key.as_deref()) {
+    let profiles = config::load_profiles(values, options.profiles_key.as_deref());
+    match &profiles {
         Ok(profiles) => {
             let keys: Vec<&str> = profiles.courses.iter().map(|c| c.key.as_str()).collect();
             say(
@@ -81,6 +95,9 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
         }
         Err(error) => say(false, error.to_string()),
     }
+    if let (true, Ok(settings), Ok(profiles)) = (online, &settings, &profiles) {
+        look_up(settings, &profiles.courses, shutdown, &mut say);
+    }
     if options.hub_api.is_some() {
         match HubToken::from_env() {
             Ok(_) => say(true, "hub: a JupyterHub API token is set".into()),
@@ -110,6 +127,63 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
         let _ = writeln!(out, "warn {warning}");
     }
     if usable { Exit::Success } else { Exit::Config }
+}
+
+/// Asks the Classes API for each course and says what it knows of it.
+fn look_up(
+    settings: &Settings,
+    courses: &[Course],
+    shutdown: &Shutdown,
+    say: &mut impl FnMut(bool, String),
+) {
+    if courses.is_empty() {
+        return;
+    }
+    let transport = match settings.source.connect(settings.timeout) {
+        Ok(transport) => transport,
+        Err(error) => return say(false, format!("online: {error}")),
+    };
+    let client = Client::new(transport, settings.retry.clone(), shutdown.clone());
+    for course in courses {
+        let request = Request::Sections {
+            term_id: course.term_id,
+            class_number: course.class_number.clone(),
+        };
+        let what = format!(
+            "course {} (term {}, class {})",
+            course.key, course.term_id, course.class_number
+        );
+        let sections = match client.fetch(&request) {
+            Ok(Some(body)) => api::parse_sections(&body).map_err(|reason| FetchError::Malformed {
+                request: request.clone(),
+                reason,
+            }),
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        match sections {
+            Ok(sections) if sections.is_empty() => say(
+                false,
+                format!(
+                    "{what}: SIS has no such class in that term; check the class number in the key"
+                ),
+            ),
+            Ok(sections) => {
+                let title = sections.iter().find_map(|section| section.title.clone());
+                let instructors = api::instructor_uids(&sections, &settings.fetch.excluded_roles);
+                say(
+                    true,
+                    format!(
+                        "{what}: {}, {} sections, {} instructors",
+                        title.as_deref().unwrap_or("untitled"),
+                        sections.len(),
+                        instructors.len()
+                    ),
+                );
+            }
+            Err(error) => say(false, format!("{what}: {error}")),
+        }
+    }
 }
 
 /// Reports whether a directory can be written, by creating and removing a probe file.

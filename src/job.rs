@@ -24,9 +24,6 @@ use crate::hub::{self, CourseRosters, HubConfig, HubReport};
 use crate::plan::{self, CoursePlan, Status};
 use crate::report::{Ending, Report, RunClock};
 use crate::shutdown::Shutdown;
-use crate::source::credentials::Credentials;
-use crate::source::http::HttpTransport;
-use crate::source::replay::ReplayTransport;
 use crate::source::{Client, Reply, Request, Transport, TransportError};
 use crate::store::{OutputDir, StoreError};
 use crate::tree::{self, Tree};
@@ -93,15 +90,11 @@ pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
         Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
     let transport: Box<dyn Transport> = match &settings.source {
-        SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
         // No course, no request: credentials are not needed.
         SourceConfig::Http { .. } if courses.is_empty() => Box::new(NothingToAsk),
-        SourceConfig::Http { base } => match Credentials::from_env() {
-            Ok(credentials) => Box::new(HttpTransport::new(base, credentials, settings.timeout)),
-            Err(missing) => {
-                let abort = Abort::Config(ConfigError::Credentials(missing));
-                return rejected(&clock, abort, settings.dry_run);
-            }
+        source => match source.connect(settings.timeout) {
+            Ok(transport) => transport,
+            Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
         },
     };
     let hub = match settings.hub.as_ref().map(|hub| hub.connect(settings)) {
