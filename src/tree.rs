@@ -1,17 +1,21 @@
 //! Trees: the roster files of the audit HEAD, of the tree to publish, and of the output
 //! directory, and what publishing one over the others takes.
 //!
+//! File contents are [`Content`]s, shared and never copied between the HEAD tree, the
+//! rosters read from it and the tree to publish.
+//!
 //! Invariant: [`reconcile`] is pure; it only names files to write, remove or count as
 //! drift, so the I/O modules never decide anything themselves.
 
 use std::collections::BTreeMap;
 
-use crate::roster::{List, Roster};
+use crate::roster::{Content, List, Roster};
 
 /// File name → content, as committed in the audit repository and written on disk.
-pub type Tree = BTreeMap<String, Vec<u8>>;
+pub type Tree = BTreeMap<String, Content>;
 
-/// The lists of each course in a tree; a list without a file is absent.
+/// The lists of each course in a tree; a list without a file is absent. The rosters
+/// share the tree's buffers.
 pub fn rosters_in(tree: &Tree) -> BTreeMap<&str, BTreeMap<List, Roster>> {
     let mut courses: BTreeMap<&str, BTreeMap<List, Roster>> = BTreeMap::new();
     for (name, content) in tree {
@@ -19,7 +23,7 @@ pub fn rosters_in(tree: &Tree) -> BTreeMap<&str, BTreeMap<List, Roster>> {
             courses
                 .entry(key)
                 .or_default()
-                .insert(list, Roster::parse(content));
+                .insert(list, Roster::from_content(content));
         }
     }
     courses
@@ -51,14 +55,14 @@ pub fn reconcile(head: &Tree, target: &Tree, disk: &BTreeMap<String, OnDisk>) ->
     let mut result = Reconcile::default();
     for (name, content) in target {
         let found = state(name);
-        if !matches!(found, OnDisk::File(bytes) if bytes == content) {
+        if !matches!(found, OnDisk::File(bytes) if *bytes == *content) {
             result.writes.push(name.clone());
         }
     }
     for (name, content) in head {
         let found = state(name);
         if target.contains_key(name) {
-            if !matches!(found, OnDisk::File(bytes) if bytes == content) {
+            if !matches!(found, OnDisk::File(bytes) if *bytes == *content) {
                 result.drift.push(name.clone());
             }
         } else if *found != OnDisk::Missing {
@@ -72,18 +76,22 @@ pub fn reconcile(head: &Tree, target: &Tree, disk: &BTreeMap<String, OnDisk>) ->
 mod tests {
     use super::*;
 
+    fn content(text: &str) -> Content {
+        Content::from(text.as_bytes())
+    }
+
     #[test]
     fn reconcile_restores_drift_and_removes_pruned_files() {
         let head = Tree::from([
-            ("a-students.txt".to_string(), b"x\n".to_vec()),
-            ("b-students.txt".to_string(), b"y\n".to_vec()),
-            ("c-students.txt".to_string(), b"z\n".to_vec()),
-            ("d-students.txt".to_string(), b"w\n".to_vec()),
+            ("a-students.txt".to_string(), content("x\n")),
+            ("b-students.txt".to_string(), content("y\n")),
+            ("c-students.txt".to_string(), content("z\n")),
+            ("d-students.txt".to_string(), content("w\n")),
         ]);
         let mut target = head.clone();
         target.remove("d-students.txt");
-        target.insert("b-students.txt".into(), b"y2\n".to_vec());
-        target.insert("e-students.txt".into(), b"new\n".to_vec());
+        target.insert("b-students.txt".into(), content("y2\n"));
+        target.insert("e-students.txt".into(), content("new\n"));
         let disk = BTreeMap::from([
             (
                 "a-students.txt".to_string(),
