@@ -198,9 +198,7 @@ fn execute(
         return Ok(());
     }
 
-    let disk = storage
-        .store
-        .read_all(head.keys().chain(plan.tree.keys()))?;
+    let disk = storage.store.survey(&head, &plan.tree)?;
     let reconcile = tree::reconcile(&head, &plan.tree, &disk);
     ending.drift = reconcile.drift.len();
     for name in &reconcile.drift {

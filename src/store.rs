@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tree::OnDisk;
+use crate::tree::{Found, OnDisk, Tree};
 
 const TEMP_PREFIX: &str = ".roster-sync-tmp-";
 const FILE_MODE: u32 = 0o640;
@@ -99,15 +99,21 @@ impl OutputDir {
         }
     }
 
-    /// Reads every name given.
-    pub fn read_all<'a>(
+    /// Compares every file of `head` and `target` on disk with its content in both,
+    /// one file at a time: what [`crate::tree::reconcile`] needs, without holding the
+    /// directory's files in memory. Names are read in HEAD's order, then the new ones.
+    pub fn survey(
         &self,
-        names: impl IntoIterator<Item = &'a String>,
-    ) -> Result<BTreeMap<String, OnDisk>, StoreError> {
-        names
-            .into_iter()
-            .map(|name| Ok((name.clone(), self.read(name)?)))
-            .collect()
+        head: &Tree,
+        target: &Tree,
+    ) -> Result<BTreeMap<String, Found>, StoreError> {
+        let new = target.keys().filter(|name| !head.contains_key(*name));
+        let mut found = BTreeMap::new();
+        for name in head.keys().chain(new) {
+            let disk = self.read(name)?;
+            found.insert(name.clone(), Found::compare(name, &disk, head, target));
+        }
+        Ok(found)
     }
 
     /// Writes `content` to a durable temporary file beside `name`; [`Staged::publish`]
@@ -292,6 +298,40 @@ mod tests {
             ["k-students.txt"],
             "an unpublished stage leaves nothing"
         );
+    }
+
+    #[test]
+    fn the_survey_compares_each_file_with_both_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        store.write("a-students.txt", b"old\n").unwrap();
+        store.write("b-students.txt", b"new\n").unwrap();
+        fs::create_dir(root.path().join("c-students.txt")).unwrap();
+        let tree = |entries: &[(&str, &str)]| -> Tree {
+            entries
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.as_bytes().into()))
+                .collect()
+        };
+        let head = tree(&[("a-students.txt", "old\n"), ("c-students.txt", "x\n")]);
+        let target = tree(&[("a-students.txt", "new\n"), ("b-students.txt", "new\n")]);
+        let found = store.survey(&head, &target).unwrap();
+        let expected = |present, as_head, as_target| Found {
+            present,
+            as_head,
+            as_target,
+        };
+        assert_eq!(
+            found,
+            BTreeMap::from([
+                ("a-students.txt".to_string(), expected(true, true, false)),
+                ("b-students.txt".to_string(), expected(true, false, true)),
+                ("c-students.txt".to_string(), expected(true, false, false)),
+            ])
+        );
+        fs::remove_file(root.path().join("a-students.txt")).unwrap();
+        let found = store.survey(&head, &target).unwrap();
+        assert_eq!(found["a-students.txt"], Found::default());
     }
 
     #[test]
