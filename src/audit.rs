@@ -208,7 +208,7 @@ impl AuditRepo {
     }
 
     /// The HEAD commit, `None` before the first commit.
-    pub fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
+    fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
         match self.repo.head() {
             Ok(head) => head
                 .peel_to_commit()

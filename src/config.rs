@@ -15,6 +15,7 @@ use crate::cli::JobOptions;
 use crate::course::{Course, KeyKind};
 use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
+use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
 use crate::source::RetryPolicy;
 use crate::source::credentials::MissingCredentials;
 use crate::source::http::{BaseUrl, InvalidBaseUrl};
@@ -51,6 +52,9 @@ pub enum ConfigError {
         key: String,
     },
     ApiBase(InvalidBaseUrl),
+    HubApi(InvalidBaseUrl),
+    HubGroupTemplate(String),
+    HubToken(MissingToken),
     Timeout {
         value: f64,
     },
@@ -98,7 +102,13 @@ impl fmt::Display for ConfigError {
                  no SIS term id",
                 path.display()
             ),
-            ConfigError::ApiBase(error) => write!(f, "--api-base: {error}"),
+            ConfigError::ApiBase(error) => write!(
+                f,
+                "--api-base {error} (or file://DIR to replay recorded answers)"
+            ),
+            ConfigError::HubApi(error) => write!(f, "--hub-api {error}"),
+            ConfigError::HubGroupTemplate(reason) => write!(f, "--hub-group-template: {reason}"),
+            ConfigError::HubToken(missing) => missing.fmt(f),
             ConfigError::Timeout { value } => {
                 write!(f, "--timeout {value} must be a positive number of seconds")
             }
@@ -225,6 +235,40 @@ pub struct StorageSettings {
     pub author: Author,
 }
 
+/// Where and how the JupyterHub groups are kept, when `--hub-api` is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubSettings {
+    pub api: BaseUrl,
+    pub group_template: GroupTemplate,
+    pub username_domain: String,
+}
+
+impl HubSettings {
+    fn from_options(options: &JobOptions) -> Result<Option<HubSettings>, ConfigError> {
+        let Some(api) = &options.hub_api else {
+            return Ok(None);
+        };
+        Ok(Some(HubSettings {
+            api: BaseUrl::parse(api).map_err(ConfigError::HubApi)?,
+            group_template: GroupTemplate::parse(&options.hub_group_template)
+                .map_err(ConfigError::HubGroupTemplate)?,
+            username_domain: options.hub_username_domain.trim().to_string(),
+        }))
+    }
+
+    /// The groups sync's configuration, with the token read from the environment.
+    pub fn connect(&self, settings: &Settings) -> Result<HubConfig, ConfigError> {
+        Ok(HubConfig {
+            api: self.api.clone(),
+            token: HubToken::from_env().map_err(ConfigError::HubToken)?,
+            group_template: self.group_template.clone(),
+            username_domain: self.username_domain.clone(),
+            timeout: settings.timeout,
+            retry: settings.retry.clone(),
+        })
+    }
+}
+
 /// Validated settings of a `sync`, `plan` or `check`.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -238,6 +282,7 @@ pub struct Settings {
     pub prune: bool,
     pub dry_run: bool,
     pub storage: StorageSettings,
+    pub hub: Option<HubSettings>,
 }
 
 impl Settings {
@@ -249,6 +294,7 @@ impl Settings {
         approve_env: Option<&str>,
     ) -> Result<Settings, ConfigError> {
         let source = SourceConfig::parse(&options.api_base)?;
+        let hub = HubSettings::from_options(options)?;
         let timeout = Duration::try_from_secs_f64(options.timeout)
             .ok()
             .filter(|timeout| !timeout.is_zero())
@@ -299,6 +345,7 @@ impl Settings {
                     email: options.author_email.clone(),
                 },
             },
+            hub,
         })
     }
 
