@@ -413,11 +413,12 @@ impl Storage {
         let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
             return Ok(None);
         };
-        let staged = reconcile
+        let writes: Vec<(&str, &[u8])> = reconcile
             .writes
             .iter()
-            .map(|name| self.store.stage(name, &plan.tree[name]))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|name| (name.as_str(), &*plan.tree[name]))
+            .collect();
+        let staged = self.store.stage_all(&writes)?;
         for name in &reconcile.removals {
             self.store.remove(name)?;
         }
