@@ -9,16 +9,13 @@
 //! `roster-sync.lock` (flock, released by the kernel when the process dies); holding
 //! it, a run may delete lock files that a killed run left.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
-use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions, Signature, Sort};
+use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions, Signature};
 
-use crate::roster::{List, Roster};
 use crate::tree::Tree;
 
 pub const LOCK_FILE: &str = "roster-sync.lock";
@@ -277,94 +274,29 @@ impl AuditRepo {
             .map_err(write())
     }
 
-    /// Walks the history from the first commit on and lists every address added to or
-    /// removed from a roster.
-    pub fn history(&self) -> Result<Vec<HistoryLine>, AuditError> {
-        let read = || git_error(&self.path, "read the history");
-        let Some(head) = self.head_commit()? else {
-            return Ok(Vec::new());
-        };
-        let mut walk = self.repo.revwalk().map_err(read())?;
-        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-            .map_err(read())?;
-        walk.push(head.id()).map_err(read())?;
-        let mut lines = Vec::new();
-        let mut before = Tree::new();
-        for oid in walk {
-            let commit = self
-                .repo
-                .find_commit(oid.map_err(read())?)
-                .map_err(read())?;
-            let after = self.files(&commit)?;
-            let when = UNIX_EPOCH + Duration::from_secs(commit.time().seconds().max(0) as u64);
-            let names: BTreeMap<&String, ()> = before
-                .keys()
-                .chain(after.keys())
-                .map(|name| (name, ()))
-                .collect();
-            for name in names.keys() {
-                let (Some((key, list)), old, new) = (
-                    List::parse_file_name(name),
-                    before.get(*name),
-                    after.get(*name),
-                ) else {
-                    continue;
-                };
-                if old == new {
-                    continue;
-                }
-                let old = old.map(|bytes| Roster::parse(bytes)).unwrap_or_default();
-                let new = new.map(|bytes| Roster::parse(bytes)).unwrap_or_default();
-                let mut change = |address: &str, added: bool| {
-                    lines.push(HistoryLine {
-                        time: when,
-                        commit: oid_short(commit.id()),
-                        course: key.to_string(),
-                        list,
-                        address: address.to_string(),
-                        added,
-                    })
-                };
-                new.iter()
-                    .filter(|a| !old.contains(a))
-                    .for_each(|a| change(a, true));
-                old.iter()
-                    .filter(|a| !new.contains(a))
-                    .for_each(|a| change(a, false));
-            }
-            before = after;
+    /// The commit `refs/heads/main` names, `None` before the first commit.
+    pub(crate) fn main_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
+        match self.repo.find_reference("refs/heads/main") {
+            Ok(reference) => reference
+                .peel_to_commit()
+                .map(Some)
+                .map_err(self.error("read refs/heads/main")),
+            Err(error) if error.code() == ErrorCode::NotFound => Ok(None),
+            Err(error) => Err(self.error("read refs/heads/main")(error)),
         }
-        Ok(lines)
     }
-}
 
-fn oid_short(oid: Oid) -> String {
-    oid.to_string()[..10].to_string()
-}
+    /// The repository, for the read-only queries of [`crate::history`].
+    pub(crate) fn git(&self) -> &Repository {
+        &self.repo
+    }
 
-/// One address added to or removed from one list by one commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryLine {
-    pub time: std::time::SystemTime,
-    pub commit: String,
-    pub course: String,
-    pub list: List,
-    pub address: String,
-    pub added: bool,
-}
-
-impl fmt::Display for HistoryLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {} {}{}",
-            humantime::format_rfc3339_seconds(self.time),
-            self.commit,
-            self.course,
-            self.list,
-            if self.added { '+' } else { '-' },
-            self.address
-        )
+    /// How a libgit2 failure to `action` reads.
+    pub(crate) fn error(
+        &self,
+        action: &'static str,
+    ) -> impl FnOnce(git2::Error) -> AuditError + '_ {
+        git_error(&self.path, action)
     }
 }
 
@@ -505,41 +437,5 @@ mod tests {
             ]
         );
         assert!(dir.path().join(LOCK_FILE).exists());
-    }
-
-    #[test]
-    fn history_lists_additions_and_removals_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock(dir.path()).unwrap();
-        let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
-        repo.commit(
-            &tree(&[("2019-fall-1-students.txt", "a@x\nb@x\n")]),
-            "1\n",
-            &author(),
-            &lock,
-        )
-        .unwrap();
-        repo.commit(
-            &tree(&[("2019-fall-1-students.txt", "b@x\nc@x\n")]),
-            "2\n",
-            &author(),
-            &lock,
-        )
-        .unwrap();
-        let lines: Vec<(String, bool)> = repo
-            .history()
-            .unwrap()
-            .into_iter()
-            .map(|line| (line.address, line.added))
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                ("a@x".to_string(), true),
-                ("b@x".to_string(), true),
-                ("c@x".to_string(), true),
-                ("a@x".to_string(), false)
-            ]
-        );
     }
 }

@@ -73,6 +73,15 @@ pub enum Command {
         (Exit::Storage, "the audit repository cannot be read"),
     ]))]
     History(HistoryArgs),
+    /// Show a course's roster as the audit repository recorded it at a moment, one address
+    /// per line.
+    #[command(after_help = Exit::help(&[
+        (Exit::Success, "the roster was shown"),
+        (Exit::Failed, "the course had no such roster then"),
+        (Exit::Config, "a usage error (an unreadable --at, say)"),
+        (Exit::Storage, "the audit repository cannot be read"),
+    ]))]
+    Show(ShowArgs),
 }
 
 impl Command {
@@ -83,6 +92,7 @@ impl Command {
             Command::Check(args) => &args.log,
             Command::Verify(args) => &args.log,
             Command::History(args) => &args.log,
+            Command::Show(args) => &args.log,
         };
         log.log_format
     }
@@ -367,6 +377,53 @@ pub struct HistoryArgs {
     /// Only changes committed on or after this date (YYYY-MM-DD or RFC 3339, UTC).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
+
+    /// One line of text per change, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Text, value_name = "FORMAT")]
+    pub format: HistoryFormat,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListArg {
+    Students,
+    Instructors,
+}
+
+impl ListArg {
+    pub fn list(self) -> crate::roster::List {
+        match self {
+            ListArg::Students => crate::roster::List::Students,
+            ListArg::Instructors => crate::roster::List::Instructors,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub audit_repo: AuditRepoArg,
+
+    /// The course key.
+    #[arg(long, value_name = "KEY")]
+    pub course: String,
+
+    /// The moment: a date (the state at the end of that day, UTC), an RFC 3339 time (the
+    /// last commit at or before it), or a commit id [default: the latest commit].
+    #[arg(long, value_name = "WHEN")]
+    pub at: Option<String>,
+
+    /// Which list.
+    #[arg(long, value_enum, default_value_t = ListArg::Students, value_name = "LIST")]
+    pub list: ListArg,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -10,10 +10,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditError, AuditRepo};
-use crate::cli::{HistoryArgs, JobOptions};
+use crate::cli::{HistoryArgs, HistoryFormat, JobOptions, ShowArgs};
 use crate::config::{self, Settings, SourceConfig};
 use crate::course::Course;
 use crate::exit::Exit;
+use crate::history;
 use crate::hub::HubToken;
 use crate::roster::normalize;
 use crate::shutdown::Shutdown;
@@ -289,7 +290,8 @@ fn parse_since(text: &str) -> Option<SystemTime> {
         .ok()
 }
 
-/// `history`: one line per address added to or removed from a list, oldest first.
+/// `history`: one line (or JSON object) per address added to or removed from a list,
+/// oldest first.
 pub fn history(args: &HistoryArgs, out: &mut impl Write) -> Exit {
     let audit_repo = &args.audit_repo.audit_repo;
     let since = match args.since.as_deref().map(|text| (text, parse_since(text))) {
@@ -300,42 +302,113 @@ pub fn history(args: &HistoryArgs, out: &mut impl Write) -> Exit {
         Some((_, since)) => since,
         None => None,
     };
-    let member = args
-        .member
-        .as_deref()
-        .map(|m| normalize(m).unwrap_or_default());
-    let lines = match read_audit(audit_repo, AuditRepo::history) {
-        Ok(Some(lines)) => lines,
+    let filter = history::Filter {
+        course: args.course.clone(),
+        member: args
+            .member
+            .as_deref()
+            .map(|m| normalize(m).unwrap_or_default()),
+        since,
+    };
+    let json = args.format == HistoryFormat::Json;
+    let written = read_audit(audit_repo, |repo| {
+        history::history(repo, &filter, |line| {
+            if json {
+                let text = serde_json::to_string(&line).expect("a history line serialises");
+                writeln!(out, "{text}")
+            } else {
+                writeln!(out, "{line}")
+            }
+        })
+    });
+    match written {
+        Ok(Some(Ok(()))) => Exit::Success,
+        Ok(Some(Err(error))) if error.kind() == ErrorKind::BrokenPipe => Exit::Success,
+        Ok(Some(Err(error))) => {
+            log::error!("cannot write the history: {error}");
+            Exit::Storage
+        }
         Ok(None) => {
             log::warn!("no audit repository at {}", audit_repo.display());
-            return Exit::Success;
+            Exit::Success
         }
-        Err(exit) => return exit,
-    };
-    for line in lines {
-        let wanted = args
-            .course
-            .as_ref()
-            .is_none_or(|course| *course == line.course)
-            && member.as_ref().is_none_or(|member| *member == line.address)
-            && since.is_none_or(|since| line.time >= since);
-        if !wanted {
-            continue;
-        }
-        if let Err(error) = writeln!(out, "{line}") {
-            return if error.kind() == ErrorKind::BrokenPipe {
-                Exit::Success
-            } else {
-                Exit::Storage
-            };
-        }
+        Err(exit) => exit,
     }
-    Exit::Success
+}
+
+/// `show`: the list of a course as the audit repository recorded it at a moment, one
+/// address per line.
+pub fn show(args: &ShowArgs, out: &mut impl Write) -> Exit {
+    let moment = match args.at.as_deref() {
+        None => history::Moment::Now,
+        Some(text) => match parse_moment(text) {
+            Some(moment) => moment,
+            None => {
+                log::error!(
+                    "--at {text:?} is neither a date (YYYY-MM-DD, RFC 3339) nor a commit id"
+                );
+                return Exit::Config;
+            }
+        },
+    };
+    let audit_repo = &args.audit_repo.audit_repo;
+    let list = args.list.list();
+    let roster = read_audit(audit_repo, |repo| {
+        history::show(repo, &args.course, list, &moment)
+    });
+    match roster {
+        Ok(Some(Some(roster))) => {
+            let written = out.write_all(&roster.render()).and_then(|()| out.flush());
+            match written {
+                Err(error) if error.kind() != ErrorKind::BrokenPipe => {
+                    log::error!("cannot write the roster: {error}");
+                    Exit::Storage
+                }
+                _ => Exit::Success,
+            }
+        }
+        Ok(Some(None)) | Ok(None) => {
+            log::warn!(
+                "{} had no {list} roster in {} then",
+                args.course,
+                audit_repo.display()
+            );
+            Exit::Failed
+        }
+        Err(exit) => exit,
+    }
+}
+
+/// `--at`: a date (the end of that day, UTC), an RFC 3339 time, or else a commit id.
+fn parse_moment(text: &str) -> Option<history::Moment> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Some(history::Moment::At(time));
+    }
+    if let Ok(time) = humantime::parse_rfc3339_weak(&format!("{text} 23:59:59")) {
+        return Some(history::Moment::At(time));
+    }
+    let hex = text.len() >= 4 && text.len() <= 40 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    hex.then(|| history::Moment::Commit(text.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_is_the_end_of_a_day_a_time_or_a_commit() {
+        let day = humantime::parse_rfc3339_weak("2026-11-26 23:59:59").unwrap();
+        assert_eq!(parse_moment("2026-11-26"), Some(history::Moment::At(day)));
+        assert!(matches!(
+            parse_moment("2026-11-26T10:00:00Z"),
+            Some(history::Moment::At(_))
+        ));
+        assert_eq!(
+            parse_moment("8de01bff39"),
+            Some(history::Moment::Commit("8de01bff39".into()))
+        );
+        assert_eq!(parse_moment("last tuesday"), None);
+    }
 
     #[test]
     fn since_accepts_dates_and_times() {

@@ -15,6 +15,7 @@ pub mod course;
 pub mod exit;
 pub mod fetch;
 pub mod guard;
+pub mod history;
 pub mod hub;
 pub mod inspect;
 pub mod job;
@@ -52,6 +53,7 @@ pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
             &mut stdout,
         ),
         Command::History(args) => inspect::history(args, &mut stdout),
+        Command::Show(args) => inspect::show(args, &mut stdout),
     }
 }
 

@@ -18,7 +18,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// The two lists of a course.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum List {
     Students,
     Instructors,

@@ -7,6 +7,8 @@
 //! - [`http`]: the live HTTP client against the emulator (headers, pagination, retries,
 //!   credentials, politeness).
 //! - [`safety`]: guards, pruning, drift, the lock, kills and signals, storage errors.
+//! - [`audit_queries`]: `history` and `show` against what plain git says of the same
+//!   repository.
 //! - [`observe`]: JSON logs, metrics, the Pushgateway and the termination-log summary.
 //! - [`golden`]: the commit message, metrics text and summary line of the fixture run
 //!   against `tests/e2e/golden/` (`UPDATE_GOLDEN=1` rewrites them).
@@ -19,6 +21,7 @@
 mod jupyterhub;
 mod support;
 
+mod audit_queries;
 mod golden;
 mod http;
 mod hub;

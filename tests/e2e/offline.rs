@@ -220,7 +220,7 @@ fn campus_uid(enrollment: &Value) -> String {
 /// A copy of `fixtures/sis` in which the lecture of [`CHANGED`] lost two enrolled students
 /// (with CAMP addresses, enrolled in no other section) and gained three; returns the
 /// `file://` base and the students file that course should now have.
-fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
+pub(crate) fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
     let sis = sandbox.path("sis-changed");
     support::copy_dir(&support::fixtures().join("sis"), &sis);
     let page_path = sis.join("enrollments/2202/14552/page-1.json");

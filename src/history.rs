@@ -1,0 +1,252 @@
+//! The auditors' questions, answered from the audit repository alone: who was added to or
+//! removed from which list, and when ([`history`]); who was on a list at a given moment
+//! ([`show`]).
+//!
+//! Invariants: read-only, and only `refs/heads/main` is read. The cost grows with the
+//! changes, not with commits × files: each commit's tree is compared with its parent's by
+//! entry id, and only the blobs of the roster entries that changed are read; with a course
+//! given, only that course's two entries are looked at in each commit.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use git2::{Commit, Oid, Sort, Tree};
+use serde::Serialize;
+
+use crate::audit::{AuditError, AuditRepo};
+use crate::roster::{List, Roster};
+
+/// One address added to or removed from one list by one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryLine {
+    /// The commit time, RFC 3339 in UTC.
+    pub time: String,
+    pub commit: String,
+    pub course: String,
+    pub list: List,
+    /// `+` or `-`.
+    pub change: char,
+    pub address: String,
+}
+
+impl fmt::Display for HistoryLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} {}{}",
+            self.time, self.commit, self.course, self.list, self.change, self.address
+        )
+    }
+}
+
+/// Which changes `history` reports.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub course: Option<String>,
+    /// A normalised address.
+    pub member: Option<String>,
+    /// Commits before this time are passed over.
+    pub since: Option<SystemTime>,
+}
+
+/// Calls `each` with every change the filter lets through, oldest first; stops at the
+/// first error `each` returns.
+pub fn history<E>(
+    repo: &AuditRepo,
+    filter: &Filter,
+    mut each: impl FnMut(HistoryLine) -> Result<(), E>,
+) -> Result<Result<(), E>, AuditError> {
+    let read = || repo.error("read the history");
+    let Some(main) = repo.main_commit()? else {
+        return Ok(Ok(()));
+    };
+    let git = repo.git();
+    let mut walk = git.revwalk().map_err(read())?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
+        .map_err(read())?;
+    walk.push(main.id()).map_err(read())?;
+    walk.simplify_first_parent().map_err(read())?;
+    let since = filter.since.map(unix_seconds);
+    for oid in walk {
+        let commit = git.find_commit(oid.map_err(read())?).map_err(read())?;
+        if since.is_some_and(|since| commit.time().seconds() < since) {
+            continue;
+        }
+        let tree = commit.tree().map_err(read())?;
+        let parent = match commit.parent(0) {
+            Ok(parent) => Some(parent.tree().map_err(read())?),
+            Err(_) => None,
+        };
+        for (name, old, new) in changed_entries(&tree, parent.as_ref(), filter.course.as_deref()) {
+            let Some((key, list)) = List::parse_file_name(&name) else {
+                continue;
+            };
+            let old = read_roster(repo, old)?;
+            let new = read_roster(repo, new)?;
+            let time = format_time(commit.time().seconds());
+            let short = short_id(commit.id());
+            let changes = new
+                .iter()
+                .filter(|address| !old.contains(address))
+                .map(|address| ('+', address))
+                .chain(
+                    old.iter()
+                        .filter(|address| !new.contains(address))
+                        .map(|address| ('-', address)),
+                );
+            for (change, address) in changes {
+                if filter
+                    .member
+                    .as_deref()
+                    .is_some_and(|member| member != address)
+                {
+                    continue;
+                }
+                let line = HistoryLine {
+                    time: time.clone(),
+                    commit: short.clone(),
+                    course: key.to_string(),
+                    list,
+                    change,
+                    address: address.to_string(),
+                };
+                if let Err(error) = each(line) {
+                    return Ok(Err(error));
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The entries whose ids differ between `tree` and `parent` (each side `None` where the
+/// entry is absent), by name; only `course`'s two files when a course is given.
+fn changed_entries(
+    tree: &Tree<'_>,
+    parent: Option<&Tree<'_>>,
+    course: Option<&str>,
+) -> Vec<(String, Option<Oid>, Option<Oid>)> {
+    let id_in = |tree: Option<&Tree<'_>>, name: &str| {
+        tree.and_then(|tree| tree.get_name(name))
+            .map(|entry| entry.id())
+    };
+    let names: Vec<String> = match course {
+        Some(key) => List::BOTH.map(|list| list.file_name(key)).to_vec(),
+        None => {
+            let mut names: Vec<String> = tree
+                .iter()
+                .chain(parent.into_iter().flat_map(|parent| parent.iter()))
+                .filter_map(|entry| entry.name().ok().map(str::to_string))
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (old, new) = (id_in(parent, &name), id_in(Some(tree), &name));
+            (old != new).then_some((name, old, new))
+        })
+        .collect()
+}
+
+fn read_roster(repo: &AuditRepo, id: Option<Oid>) -> Result<Roster, AuditError> {
+    let Some(id) = id else {
+        return Ok(Roster::default());
+    };
+    let blob = repo
+        .git()
+        .find_blob(id)
+        .map_err(repo.error("read a file"))?;
+    Ok(Roster::parse(blob.content()))
+}
+
+/// Where `show` looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moment {
+    /// The tip of `main`.
+    Now,
+    /// The last commit at or before this time.
+    At(SystemTime),
+    /// This commit (a full or abbreviated id).
+    Commit(String),
+}
+
+/// The list as the audit repository recorded it at `moment`: `None` when the course had
+/// no such roster then (or no commit was made yet).
+pub fn show(
+    repo: &AuditRepo,
+    key: &str,
+    list: List,
+    moment: &Moment,
+) -> Result<Option<Roster>, AuditError> {
+    let read = || repo.error("read the history");
+    let Some(main) = repo.main_commit()? else {
+        return Ok(None);
+    };
+    let commit: Option<Commit<'_>> = match moment {
+        Moment::Now => Some(main),
+        Moment::Commit(id) => Some(
+            repo.git()
+                .revparse_single(id)
+                .and_then(|object| object.peel_to_commit())
+                .map_err(repo.error("find that commit"))?,
+        ),
+        Moment::At(time) => {
+            let at = unix_seconds(*time);
+            let mut commit = Some(main);
+            while let Some(candidate) = commit.take() {
+                if candidate.time().seconds() <= at {
+                    commit = Some(candidate);
+                    break;
+                }
+                commit = candidate.parent(0).ok();
+            }
+            commit
+        }
+    };
+    let Some(commit) = commit else {
+        return Ok(None);
+    };
+    let tree = commit.tree().map_err(read())?;
+    let entry = tree.get_name(&list.file_name(key)).map(|entry| entry.id());
+    entry.map(|id| read_roster(repo, Some(id))).transpose()
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// RFC 3339 in UTC; a time outside the years 1970–9999 (a commit made with a broken
+/// clock, or crafted) as `@SECONDS`, rather than failing.
+fn format_time(seconds: i64) -> String {
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    match u64::try_from(seconds) {
+        Ok(after) if seconds <= LAST => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(after)).to_string()
+        }
+        _ => format!("@{seconds}"),
+    }
+}
+
+fn short_id(oid: Oid) -> String {
+    oid.to_string()[..10].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_outside_rfc3339_are_shown_as_seconds() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(format_time(253_402_300_800), "@253402300800");
+        assert_eq!(format_time(-5), "@-5");
+    }
+}
