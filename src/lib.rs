@@ -36,6 +36,9 @@ use shutdown::Shutdown;
 
 /// Runs the command line's command and returns how it ended.
 pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
+    // libgit2's process-wide options, before any repository is opened; a failure is
+    // reported by the first command that opens one.
+    let _ = audit::isolate();
     let approve_env = std::env::var(cli::APPROVE_ENV).ok();
     let approve_env = approve_env.as_deref();
     let mut stdout = std::io::stdout().lock();
