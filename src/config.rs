@@ -70,6 +70,8 @@ pub enum ConfigError {
         reason: &'static str,
     },
     Credentials(MissingCredentials),
+    /// clap rejected the command line; the message names the argument, not its value.
+    Usage(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -143,6 +145,7 @@ impl fmt::Display for ConfigError {
                  without line breaks, control characters or angle brackets"
             ),
             ConfigError::Credentials(missing) => missing.fmt(f),
+            ConfigError::Usage(message) => f.write_str(message),
         }
     }
 }
