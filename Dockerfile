@@ -34,9 +34,12 @@ WORKDIR /src
 # Fetch dependencies in their own layer, so that a change in src/ does not download the
 # crates again. `cargo fetch` needs a target to exist, hence the stub main.rs. Only
 # fetching happens here (no compiling), so no stale build artefact can mask the real
-# sources later.
+# sources later. The workspace's other member (the test emulator, a dev-dependency that
+# a release build never compiles) only needs its manifest and an empty library to load.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs \
+COPY bench/emulator/Cargo.toml bench/emulator/
+RUN mkdir -p src bench/emulator/src && echo 'fn main() {}' > src/main.rs \
+ && touch bench/emulator/src/lib.rs \
  && cargo fetch --locked --target x86_64-unknown-linux-musl \
  && rm -rf src
 

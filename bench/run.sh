@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark of `roster-sync sync` against the local SIS emulator (loopback only).
 #
-# Builds the release binary and bench/emulator (which compiles tests/common/sis_server.rs),
-# serves a synthetic campus with a fixed latency per request, runs one sync with file
-# credentials into a temporary directory, and prints wall time, request counts (report and
-# emulator) against the lower bound, peak memory, and wall time over the ideal time
+# Builds the release binary and the emulator (the sis-emulator workspace crate in
+# bench/emulator, the same emulator the end-to-end tests use), serves a synthetic campus
+# with a fixed latency per request, runs one sync with file credentials into a temporary
+# directory, and prints wall time, request counts (report and emulator) against the lower
+# bound, peak memory, and wall time over the ideal time
 # max(requests x latency / concurrency, longest dependent chain x latency).
 #
 # Usage: bench/run.sh            (environment overrides below)
@@ -32,11 +33,10 @@ if [[ ! -x /usr/bin/time ]]; then
 fi
 
 echo "bench: building (release)..." >&2
-cargo build --quiet --release --manifest-path "$root/Cargo.toml"
-cargo build --quiet --release --manifest-path "$root/bench/emulator/Cargo.toml" \
-    --target-dir "$root/target/bench-emulator"
+cargo build --quiet --release --locked --manifest-path "$root/Cargo.toml" \
+    -p roster-sync -p sis-emulator
 bin="$root/target/release/roster-sync"
-emulator="$root/target/bench-emulator/release/sis-emulator"
+emulator="$root/target/release/sis-emulator"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/roster-sync-bench.XXXXXX")
 emulator_pid=

@@ -374,7 +374,7 @@ impl AuditRepo {
 
     /// The commit `main` names, `None` before the first commit. `HEAD` is not read: the
     /// job's history is `main`, whatever `HEAD` says.
-    pub fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
+    fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
         match self.main()? {
             Some(main) => main
                 .peel_to_commit()

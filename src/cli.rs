@@ -221,6 +221,32 @@ pub struct JobOptions {
     )]
     pub timeout: f64,
 
+    /// Also keep the JupyterHub groups of every course in step, through this hub API URL
+    /// (e.g. http://hub:8081/hub/api; token from JUPYTERHUB_API_TOKEN or
+    /// JUPYTERHUB_API_TOKEN_FILE).
+    #[arg(long, env = "ROSTER_SYNC_HUB_API", value_name = "URL")]
+    pub hub_api: Option<String>,
+
+    /// The JupyterHub group of a course's list; {key} is the course key, {list} is
+    /// `students` or `instructors`.
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_HUB_GROUP_TEMPLATE",
+        value_name = "TEMPLATE",
+        default_value = "course::{key}::{list}"
+    )]
+    pub hub_group_template: String,
+
+    /// A roster address local@DOMAIN is the hub user `local`; addresses in other domains
+    /// are skipped. Empty: the whole address is the username.
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_HUB_USERNAME_DOMAIN",
+        value_name = "DOMAIN",
+        default_value = "berkeley.edu"
+    )]
+    pub hub_username_domain: String,
+
     /// Author and committer name of audit commits.
     #[arg(
         long,

@@ -15,6 +15,8 @@ use crate::cli::JobOptions;
 use crate::course::{Course, KeyKind};
 use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
+use crate::hub::plan::InvalidTemplate;
+use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
 use crate::source::RetryPolicy;
 use crate::source::credentials::MissingCredentials;
 use crate::source::http::{BaseUrl, InvalidBaseUrl};
@@ -62,6 +64,9 @@ pub enum ConfigError {
         path: PathBuf,
         message: String,
     },
+    HubApi(InvalidBaseUrl),
+    HubGroupTemplate(InvalidTemplate),
+    HubToken(MissingToken),
     Timeout {
         value: f64,
     },
@@ -133,7 +138,6 @@ impl fmt::Display for ConfigError {
                 "values file {}: a YAML merge key (<<) cannot be applied: {message}",
                 path.display()
             ),
-            ConfigError::ApiBase(error) => write!(f, "--api-base: {error}"),
             ConfigError::Timeout { value } => write!(
                 f,
                 "--timeout {value} must be a number of seconds above 0 and at most \
@@ -144,6 +148,13 @@ impl fmt::Display for ConfigError {
                 "{option} {reason}; audit commits need a name and an e-mail address \
                  without line breaks, control characters or angle brackets"
             ),
+            ConfigError::ApiBase(error) => write!(
+                f,
+                "--api-base {error} (or file://DIR to replay recorded answers)"
+            ),
+            ConfigError::HubApi(error) => write!(f, "--hub-api {error}"),
+            ConfigError::HubGroupTemplate(error) => write!(f, "--hub-group-template: {error}"),
+            ConfigError::HubToken(missing) => missing.fmt(f),
             ConfigError::Credentials(missing) => missing.fmt(f),
             ConfigError::Usage(message) => f.write_str(message),
         }
@@ -358,6 +369,40 @@ pub struct StorageSettings {
     pub author: Author,
 }
 
+/// Where and how the JupyterHub groups are kept, when `--hub-api` is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubSettings {
+    pub api: BaseUrl,
+    pub group_template: GroupTemplate,
+    pub username_domain: String,
+}
+
+impl HubSettings {
+    fn from_options(options: &JobOptions) -> Result<Option<HubSettings>, ConfigError> {
+        let Some(api) = &options.hub_api else {
+            return Ok(None);
+        };
+        Ok(Some(HubSettings {
+            api: BaseUrl::parse(api).map_err(ConfigError::HubApi)?,
+            group_template: GroupTemplate::parse(&options.hub_group_template)
+                .map_err(ConfigError::HubGroupTemplate)?,
+            username_domain: options.hub_username_domain.trim().to_string(),
+        }))
+    }
+
+    /// The groups sync's configuration, with the token read from the environment.
+    pub fn connect(&self, settings: &Settings) -> Result<HubConfig, ConfigError> {
+        Ok(HubConfig {
+            api: self.api.clone(),
+            token: HubToken::from_env().map_err(ConfigError::HubToken)?,
+            group_template: self.group_template.clone(),
+            username_domain: self.username_domain.clone(),
+            timeout: settings.timeout,
+            retry: settings.retry.clone(),
+        })
+    }
+}
+
 /// Validated settings of a `sync`, `plan` or `check`.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -371,6 +416,7 @@ pub struct Settings {
     pub prune: bool,
     pub dry_run: bool,
     pub storage: StorageSettings,
+    pub hub: Option<HubSettings>,
 }
 
 impl Settings {
@@ -382,6 +428,7 @@ impl Settings {
         approve_env: Option<&str>,
     ) -> Result<Settings, ConfigError> {
         let source = SourceConfig::parse(&options.api_base)?;
+        let hub = HubSettings::from_options(options)?;
         let timeout = Some(options.timeout)
             .filter(|seconds| *seconds <= MAX_TIMEOUT_SECS)
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
@@ -434,6 +481,7 @@ impl Settings {
                 audit_repo: options.audit_repo.audit_repo.clone(),
                 author,
             },
+            hub,
         })
     }
 

@@ -22,18 +22,22 @@ pub enum Exit {
     /// At least one course failed to fetch (the others were applied); for `verify`, at
     /// least one file differs.
     Failed,
+    /// Rosters and audit applied, but the JupyterHub groups could not all be brought up
+    /// to date.
+    Hub,
     Success,
 }
 
 impl Exit {
     /// Every exit, in precedence order.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Config,
         Exit::Storage,
         Exit::Locked,
         Exit::Interrupted,
         Exit::Guarded,
         Exit::Failed,
+        Exit::Hub,
         Exit::Success,
     ];
 
@@ -46,6 +50,7 @@ impl Exit {
             Exit::Locked => 4,
             Exit::Storage => 5,
             Exit::Interrupted => 6,
+            Exit::Hub => 7,
         }
     }
 
@@ -62,6 +67,10 @@ impl Exit {
             }
             Exit::Interrupted => {
                 "stopped by SIGTERM or SIGINT: no new work started, state consistent, safe to rerun"
+            }
+            Exit::Hub => {
+                "rosters and audit applied, but the JupyterHub groups could not all be brought \
+                 up to date; the next run retries"
             }
         }
     }
@@ -108,12 +117,34 @@ mod tests {
     fn the_first_listed_exit_wins() {
         assert_eq!(Exit::Success.and(Exit::Failed), Exit::Failed);
         assert_eq!(Exit::Failed.and(Exit::Guarded), Exit::Guarded);
+        assert_eq!(Exit::Hub.and(Exit::Failed), Exit::Failed);
+        assert_eq!(Exit::Success.and(Exit::Hub), Exit::Hub);
         assert_eq!(Exit::Interrupted.and(Exit::Guarded), Exit::Interrupted);
         assert_eq!(Exit::Locked.and(Exit::Interrupted), Exit::Locked);
         assert_eq!(Exit::Storage.and(Exit::Locked), Exit::Storage);
         assert_eq!(Exit::Config.and(Exit::Storage), Exit::Config);
         let codes: Vec<u8> = Exit::ALL.iter().map(|exit| exit.code()).collect();
-        assert_eq!(codes, [2, 5, 4, 6, 3, 1, 0]);
+        assert_eq!(codes, [2, 5, 4, 6, 3, 1, 7, 0]);
+    }
+
+    #[test]
+    fn the_readme_table_has_every_code_and_the_precedence() {
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            assert!(
+                readme.contains(&format!("\n| {} | ", exit.code())),
+                "README's exit-code table lacks {}",
+                exit.code()
+            );
+        }
+        let order: Vec<String> = Exit::ALL
+            .iter()
+            .map(|exit| exit.code().to_string())
+            .collect();
+        assert!(
+            readme.contains(&format!("the first of {} wins", order.join(", "))),
+            "README states the precedence {order:?}"
+        );
     }
 
     #[test]

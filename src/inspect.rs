@@ -13,6 +13,7 @@ use crate::audit::{AuditError, AuditRepo};
 use crate::cli::{HistoryArgs, JobOptions};
 use crate::config::{self, Settings, SourceConfig};
 use crate::exit::Exit;
+use crate::hub::HubToken;
 use crate::roster::normalize;
 use crate::source::credentials::Credentials;
 use crate::store::OutputDir;
@@ -65,6 +66,12 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
             }
         }
         Err(error) => say(false, error.to_string()),
+    }
+    if options.hub_api.is_some() {
+        match HubToken::from_env() {
+            Ok(_) => say(true, "hub: a JupyterHub API token is set".into()),
+            Err(missing) => say(false, format!("hub: {missing}")),
+        }
     }
     let output_dir = &options.output_dir.output_dir;
     let audit_repo = &options.audit_repo.audit_repo;

@@ -20,6 +20,7 @@ use crate::config::{self, ConfigError, Settings, SourceConfig, StorageSettings};
 use crate::course::Course;
 use crate::exit::Exit;
 use crate::fetch;
+use crate::hub::{self, CourseRosters, HubConfig, HubReport};
 use crate::plan::{self, CoursePlan, Status};
 use crate::report::{Ending, Report, RunClock};
 use crate::shutdown::Shutdown;
@@ -58,7 +59,8 @@ impl fmt::Display for Abort {
             Abort::Store(error) => error.fmt(f),
             Abort::Audit(error) => error.fmt(f),
             Abort::Interrupted => f.write_str(
-                "stopped by a termination signal before anything was written; safe to rerun",
+                "stopped by a termination signal: no new work was started after it, and what \
+                 was done is consistent; safe to rerun",
             ),
         }
     }
@@ -102,7 +104,19 @@ pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
             }
         },
     };
-    run_with(settings, &courses, transport, shutdown, &clock)
+    let hub = match settings.hub.as_ref().map(|hub| hub.connect(settings)) {
+        None => None,
+        Some(Ok(hub)) => Some(hub),
+        Some(Err(error)) => return rejected(&clock, Abort::Config(error), settings.dry_run),
+    };
+    run_with(
+        settings,
+        &courses,
+        transport,
+        hub.as_ref(),
+        shutdown,
+        &clock,
+    )
 }
 
 /// The report of a run whose configuration was rejected before it started.
@@ -117,16 +131,27 @@ pub fn rejected(clock: &RunClock, abort: Abort, dry_run: bool) -> Report {
     )
 }
 
-/// The job on `courses`, asking `transport` for their rosters.
+/// The job on `courses`, asking `transport` for their rosters and, with `hub`, keeping
+/// the hub's groups in step.
 pub fn run_with(
     settings: &Settings,
     courses: &[Course],
     transport: Box<dyn Transport>,
+    hub: Option<&HubConfig>,
     shutdown: &Shutdown,
     clock: &RunClock,
 ) -> Report {
     let mut ending = Ending::default();
-    if let Err(abort) = execute(settings, courses, transport, shutdown, clock, &mut ending) {
+    let result = execute(
+        settings,
+        courses,
+        transport,
+        hub,
+        shutdown,
+        clock,
+        &mut ending,
+    );
+    if let Err(abort) = result {
         ending.stop = Some((abort.exit(), abort.to_string()));
     }
     conclude(clock, settings.dry_run, ending)
@@ -165,6 +190,7 @@ fn execute(
     settings: &Settings,
     courses: &[Course],
     transport: Box<dyn Transport>,
+    hub: Option<&HubConfig>,
     shutdown: &Shutdown,
     clock: &RunClock,
     ending: &mut Ending,
@@ -195,6 +221,7 @@ fn execute(
             "the configuration yields no course profiles while the audit repository holds \
              rosters; nothing is written or removed"
         );
+        ending.hub = hub.map(|hub| sync_groups(hub, &head, &head, &plan, settings, shutdown));
         return Ok(());
     }
 
@@ -216,7 +243,48 @@ fn execute(
         );
     }
     ending.commit = storage.apply(&plan, &head, &reconcile, &settings.storage, &clock.run_id)?;
+    if let Some(hub) = hub {
+        ending.hub = Some(sync_groups(
+            hub, &head, &plan.tree, &plan, settings, shutdown,
+        ));
+        // A signal during the groups sync cut it short (the rosters were applied).
+        if shutdown.requested() {
+            return Err(Abort::Interrupted);
+        }
+    }
     Ok(())
+}
+
+/// Brings the hub's groups to `desired` (the audited tree: HEAD for failed and guarded
+/// courses), telling drift from roster changes by `previous`, the tree before this run.
+fn sync_groups(
+    hub: &HubConfig,
+    previous: &Tree,
+    desired: &Tree,
+    plan: &plan::Plan,
+    settings: &Settings,
+    shutdown: &Shutdown,
+) -> HubReport {
+    let rosters = |tree: &Tree| -> CourseRosters {
+        tree::rosters_in(tree)
+            .into_iter()
+            .map(|(key, lists)| (key.to_string(), lists))
+            .collect()
+    };
+    let pruned: Vec<String> = plan
+        .courses
+        .iter()
+        .filter(|course| course.status() == Status::Pruned)
+        .map(|course| course.key.clone())
+        .collect();
+    hub::sync_groups(
+        hub,
+        &rosters(previous),
+        &rosters(desired),
+        &pruned,
+        settings.dry_run,
+        shutdown,
+    )
 }
 
 /// The configured courses, saying in the log where they were found.
@@ -436,6 +504,7 @@ mod tests {
             &settings,
             &courses,
             Box::new(FailingSection(replay)),
+            None,
             &Shutdown::new(),
             &RunClock::start(),
         );

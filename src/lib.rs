@@ -15,6 +15,7 @@ pub mod course;
 pub mod exit;
 pub mod fetch;
 pub mod guard;
+pub mod hub;
 pub mod inspect;
 pub mod job;
 pub mod logging;

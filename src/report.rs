@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::hub::HubReport;
 use crate::plan::{CoursePlan, Status};
 use crate::source::Requests;
 
@@ -118,6 +119,8 @@ pub struct Ending {
     pub drift: usize,
     pub commit: Option<String>,
     pub requests: Requests,
+    /// What the JupyterHub groups sync did, when `--hub-api` is given and it ran.
+    pub hub: Option<HubReport>,
     /// The exit and the message of a run stopped before it could apply its plan.
     pub stop: Option<(Exit, String)>,
 }
@@ -131,6 +134,8 @@ pub struct Report {
     pub drift: usize,
     pub requests: Requests,
     pub courses: Vec<CourseReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubReport>,
     pub error: Option<String>,
     pub run_id: String,
     pub version: &'static str,
@@ -146,11 +151,13 @@ impl Report {
         let courses: Vec<CourseReport> = ending.courses.iter().map(CourseReport::from).collect();
         let count = |status| courses.iter().filter(|c| c.status == status).count();
         let (guarded, failed) = (count(Status::Guarded), count(Status::Failed));
+        let hub_failed = ending.hub.as_ref().is_some_and(|hub| hub.error.is_some());
         let (outcome, exit, error) = match ending.stop {
             Some((exit, message)) => (Outcome::Failed, exit, Some(message)),
             None if guarded > 0 => (Outcome::Guarded, Exit::Guarded, None),
             None if failed > 0 && failed == courses.len() => (Outcome::Failed, Exit::Failed, None),
             None if failed > 0 => (Outcome::Partial, Exit::Failed, None),
+            None if hub_failed => (Outcome::Partial, Exit::Hub, None),
             None => (Outcome::Success, Exit::Success, None),
         };
         Report {
@@ -161,6 +168,7 @@ impl Report {
             drift: ending.drift,
             requests: ending.requests,
             courses,
+            hub: ending.hub,
             error,
             run_id: clock.run_id.clone(),
             version: env!("CARGO_PKG_VERSION"),
@@ -194,8 +202,22 @@ impl Report {
             .map(|status| format!("{} {status}", self.count(status)))
             .collect::<Vec<_>>()
             .join(", ");
+        let hub = match &self.hub {
+            Some(hub) => format!(
+                "; hub groups {} (+{} -{}, {} created, {} deleted, drift {}, {} not in hub{})",
+                hub.groups,
+                hub.added,
+                hub.removed,
+                hub.created,
+                hub.deleted,
+                hub.drift,
+                hub.not_in_hub,
+                if hub.error.is_some() { ", error" } else { "" }
+            ),
+            None => String::new(),
+        };
         format!(
-            "outcome {} (exit {}): {} courses ({statuses}); drift {}; requests {} ({} retried); commit {}{}",
+            "outcome {} (exit {}): {} courses ({statuses}); drift {}; requests {} ({} retried){hub}; commit {}{}",
             self.outcome.name(),
             self.exit_code,
             self.courses.len(),
@@ -276,6 +298,40 @@ mod tests {
     }
 
     #[test]
+    fn a_hub_failure_is_exit_7_unless_something_worse_happened() {
+        let hub = |error: Option<&str>| HubReport {
+            error: error.map(str::to_string),
+            ..HubReport::default()
+        };
+        let run = |decisions: Vec<Decision>, hub: HubReport| {
+            let ending = Ending {
+                courses: decisions.into_iter().map(course).collect(),
+                hub: Some(hub),
+                ..Ending::default()
+            };
+            let report = Report::new(&RunClock::start(), false, ending);
+            (report.outcome, report.exit_code)
+        };
+        assert_eq!(
+            run(vec![Decision::Created], hub(None)),
+            (Outcome::Success, 0)
+        );
+        assert_eq!(
+            run(vec![Decision::Created], hub(Some("403"))),
+            (Outcome::Partial, 7)
+        );
+        let failed = Decision::Failed(FetchError::Internal);
+        assert_eq!(
+            run(vec![Decision::Created, failed], hub(Some("403"))),
+            (Outcome::Partial, 1)
+        );
+        assert_eq!(
+            run(vec![guarded()], hub(Some("403"))),
+            (Outcome::Guarded, 3)
+        );
+    }
+
+    #[test]
     fn the_report_has_the_spec_fields() {
         let ending = Ending {
             courses: vec![course(Decision::Created)],
@@ -300,5 +356,6 @@ mod tests {
         assert_eq!(json["courses"][0]["students"]["no_email"], 0);
         assert_eq!(json["requests"]["retried"], 0);
         assert!(json.get("exit").is_none());
+        assert!(json.get("hub").is_none(), "no hub object without --hub-api");
     }
 }

@@ -47,7 +47,7 @@ struct Problem {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Reason {
+pub(crate) enum Reason {
     /// Neither `NAME` nor `NAME_FILE` gave a non-empty value.
     Unset,
     /// `NAME_FILE` names a file that holds only white space.
@@ -129,7 +129,10 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Reason> {
 }
 
 /// The value of `NAME_FILE` (a path; the file's content) or else of `NAME`, trimmed.
-fn read_var(var: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, Reason> {
+pub(crate) fn read_var(
+    var: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, Reason> {
     let file_var = format!("{var}_FILE");
     // An empty `NAME_FILE` is treated as unset: templating often renders absent values so.
     let path = lookup(&file_var).filter(|path| !path.trim().is_empty());

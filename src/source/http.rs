@@ -24,7 +24,7 @@ pub const MAX_BODY: u64 = 16 << 20;
 
 /// The connect timeout when the overall timeout is longer: a gateway that does not
 /// accept a connection within this time is better retried than waited for.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An API base URL that is safe to send credentials to: `http(s)://HOST[:PORT][/PREFIX]`,
 /// without user info, query or fragment, kept without a trailing slash.
@@ -67,7 +67,7 @@ impl BaseUrl {
         };
         let uri: Uri = base
             .parse()
-            .map_err(|_| refuse("expected http(s)://HOST[:PORT][/PREFIX] or file://DIR"))?;
+            .map_err(|_| refuse("expected http(s)://HOST[:PORT][/PREFIX]"))?;
         if !matches!(uri.scheme_str(), Some("http" | "https"))
             || uri.host().is_none_or(str::is_empty)
         {
@@ -99,22 +99,29 @@ pub struct HttpTransport {
     body_limit: u64,
 }
 
+/// The agent every roster-sync request goes through (the SIS gateway's and the hub's):
+/// statuses come back as answers, redirects are never followed (so a credential only
+/// goes to the configured host), and a request may take at most `timeout` (not zero),
+/// connecting at most [`MAX_CONNECT_TIMEOUT`] of it.
+pub fn agent(timeout: Duration) -> Agent {
+    // The default configuration reads HTTPS_PROXY/NO_PROXY, which a campus network may
+    // need; tests clear those variables instead of switching proxies off here.
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(MAX_CONNECT_TIMEOUT)))
+        .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 impl HttpTransport {
     /// A transport where every request may take at most `timeout` (which is not zero),
     /// body included.
     pub fn new(base: &BaseUrl, credentials: Credentials, timeout: Duration) -> Self {
-        // The default configuration reads HTTPS_PROXY/NO_PROXY, which a campus network may
-        // need; tests clear those variables instead of switching proxies off here.
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout.min(MAX_CONNECT_TIMEOUT)))
-            .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         HttpTransport {
-            agent,
+            agent: agent(timeout),
             base: base.clone(),
             credentials,
             body_limit: MAX_BODY,
@@ -200,14 +207,14 @@ fn describe_target(request: &Request) -> String {
 
 /// `Retry-After` as delta-seconds. The HTTP-date form is ignored (the backoff applies),
 /// as the gateway is only known to send seconds.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Turns a ureq error into a transport error: failures of the network or the server's
 /// connection may pass on a retry, the others (a body over the limit, a TLS or URL
 /// problem) will not.
-fn classify(error: &ureq::Error, key: &str) -> TransportError {
+pub fn classify(error: &ureq::Error, key: &str) -> TransportError {
     use ureq::Error as E;
     let retryable = matches!(
         error,

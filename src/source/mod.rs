@@ -360,6 +360,23 @@ pub struct RetryPolicy {
     pub max_wait: Duration,
 }
 
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (from 1): exponential backoff with full
+    /// jitter over the upper half, never shorter than what the server asked for (capped
+    /// at `max_wait`).
+    pub fn backoff(&self, attempt: u32, server_wait: Option<Duration>) -> Duration {
+        let exponential = self
+            .first_wait
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.max_wait);
+        let jittered = exponential / 2 + exponential.mul_f64(jitter_fraction() / 2.0);
+        match server_wait {
+            Some(wait) => jittered.max(wait.min(self.max_wait)),
+            None => jittered,
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -557,7 +574,7 @@ impl<T: Transport> Client<T> {
                 }
             }
             if attempt < attempts {
-                let wait = self.backoff(attempt, server_wait);
+                let wait = self.retry.backoff(attempt, server_wait);
                 log::debug!(
                     "{request}: {last_failure}; retrying in {} ms",
                     wait.as_millis()
@@ -572,21 +589,6 @@ impl<T: Transport> Client<T> {
             attempts,
             last: last_failure,
         })
-    }
-
-    /// Exponential backoff with full jitter over the upper half, never shorter than
-    /// what the server asked for (capped at `max_wait`).
-    fn backoff(&self, attempt: u32, server_wait: Option<Duration>) -> Duration {
-        let exponential = self
-            .retry
-            .first_wait
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(self.retry.max_wait);
-        let jittered = exponential / 2 + exponential.mul_f64(jitter_fraction() / 2.0);
-        match server_wait {
-            Some(wait) => jittered.max(wait.min(self.retry.max_wait)),
-            None => jittered,
-        }
     }
 }
 
@@ -753,26 +755,22 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_honours_retry_after_up_to_the_cap() {
-        let client = Client::new(
-            Scripted::new(&[]),
-            RetryPolicy {
-                attempts: 4,
-                first_wait: Duration::from_millis(100),
-                max_wait: Duration::from_secs(2),
-            },
-            Shutdown::new(),
-        );
+        let retry = RetryPolicy {
+            attempts: 4,
+            first_wait: Duration::from_millis(100),
+            max_wait: Duration::from_secs(2),
+        };
         for attempt in 1..=3u32 {
             let base = Duration::from_millis(100 * (1 << (attempt - 1)));
-            let wait = client.backoff(attempt, None);
+            let wait = retry.backoff(attempt, None);
             assert!(wait >= base / 2 && wait <= base, "{attempt}: {wait:?}");
         }
         assert_eq!(
-            client.backoff(1, Some(Duration::from_secs(1))),
+            retry.backoff(1, Some(Duration::from_secs(1))),
             Duration::from_secs(1)
         );
         assert_eq!(
-            client.backoff(1, Some(Duration::from_secs(60))),
+            retry.backoff(1, Some(Duration::from_secs(60))),
             Duration::from_secs(2)
         );
     }

@@ -1,6 +1,6 @@
 //! `sis-emulator`: serves a synthetic campus for the benchmark, then checks the job's work.
 //!
-//! `serve` starts the emulator of `tests/common/sis_server.rs` on a free loopback port with
+//! `serve` starts the emulator of this crate's library on a free loopback port with
 //! a per-request latency, writes the values file for the campus and an info file
 //! (`key=value` lines, `base_url` last so a reader that sees it sees everything), and
 //! serves until killed. `check` rebuilds the same campus from the same parameters, compares
@@ -8,18 +8,12 @@
 //! and prints the figures. The campus is a pure function of the parameters, so the two
 //! processes agree without sharing state.
 
-// The tests use parts of the emulator that the benchmark does not (fault injection, the
-// request log); the module is shared as it is rather than split for that.
-#[allow(dead_code)]
-#[path = "../../../tests/common/sis_server.rs"]
-mod sis_server;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sis_server::{Campus, Options, PAGE_SIZE, STATS_PATH, SisServer, Synthetic};
+use sis_emulator::{Campus, Options, PAGE_SIZE, STATS_PATH, SisServer, Synthetic};
 
 const USAGE: &str = "usage:
   sis-emulator serve --values FILE --info FILE [CAMPUS] [--latency-ms MS] [--workers N]

@@ -1,13 +1,11 @@
 //! End-to-end tests of what a cluster sees of a run: JSON log lines, the Prometheus
 //! metrics file, the Pushgateway push and the termination-log summary.
 
-mod common;
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Sandbox;
+use crate::support::{self, Sandbox, assert_exit};
 
 /// Parses a Prometheus text exposition strictly enough to catch format mistakes:
 /// every sample belongs to a family announced by `# HELP` and `# TYPE`, names and labels
@@ -71,14 +69,14 @@ fn no_address_in(text: &str) {
 #[test]
 fn json_log_lines_parse_and_carry_no_addresses() {
     let sandbox = Sandbox::new();
-    let output = sandbox
-        .sync_fixtures()
-        .args(["--log-format", "json"])
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let output = sandbox.run(
+        sandbox
+            .sync_fixtures()
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "debug"),
+    );
+    assert_exit(&output, 0);
+    let stderr = output.stderr;
     no_address_in(&stderr);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
@@ -100,38 +98,41 @@ fn json_log_lines_parse_and_carry_no_addresses() {
     assert_eq!(summary["exit_code"], 0);
 }
 
+/// Every metric family `src/observe.rs` writes; the test fails when one disappears or a
+/// new one appears without being added here.
+const FAMILIES: [&str; 13] = [
+    "roster_sync_last_run_timestamp_seconds",
+    "roster_sync_last_success_timestamp_seconds",
+    "roster_sync_run_duration_seconds",
+    "roster_sync_exit_code",
+    "roster_sync_run_outcome",
+    "roster_sync_courses",
+    "roster_sync_members",
+    "roster_sync_members_added",
+    "roster_sync_members_removed",
+    "roster_sync_requests",
+    "roster_sync_requests_retried",
+    "roster_sync_guard_trips",
+    "roster_sync_drift_files",
+];
+
 #[test]
 fn the_metrics_file_has_every_family() {
     let sandbox = Sandbox::new();
     let metrics = sandbox.path("roster-sync.prom");
-    let status = sandbox
-        .sync_fixtures()
-        .arg("--metrics-file")
-        .arg(&metrics)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_exit(
+        &sandbox.run(sandbox.sync_fixtures().arg("--metrics-file").arg(&metrics)),
+        0,
+    );
     let text = std::fs::read_to_string(&metrics).unwrap();
     no_address_in(&text);
     let families = parse_exposition(&text);
-    for family in [
-        "roster_sync_last_run_timestamp_seconds",
-        "roster_sync_last_success_timestamp_seconds",
-        "roster_sync_run_duration_seconds",
-        "roster_sync_run_outcome",
-        "roster_sync_courses",
-        "roster_sync_members",
-        "roster_sync_members_added",
-        "roster_sync_members_removed",
-        "roster_sync_requests",
-        "roster_sync_requests_retried",
-        "roster_sync_guard_trips",
-    ] {
-        assert!(
-            families.contains_key(family),
-            "{family} missing in:\n{text}"
-        );
-    }
+    let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(FAMILIES),
+        "exactly the known families (a new one needs a test here) in:\n{text}"
+    );
     let value = |family: &str, labels: &str| {
         families[family]
             .iter()
@@ -152,18 +153,52 @@ fn the_metrics_file_has_every_family() {
         135.0
     );
     assert_eq!(value("roster_sync_requests", ""), 33.0);
+    assert_eq!(value("roster_sync_requests_retried", ""), 0.0);
+    assert_eq!(value("roster_sync_exit_code", ""), 0.0);
+    assert_eq!(value("roster_sync_guard_trips", ""), 0.0);
+    assert_eq!(value("roster_sync_drift_files", ""), 0.0);
+    let course = |list: &str| format!(r#"course="2019-fall-23970",list="{list}""#);
+    assert_eq!(
+        value("roster_sync_members_added", &course("students")),
+        135.0
+    );
+    assert_eq!(
+        value("roster_sync_members_removed", &course("students")),
+        0.0
+    );
+    assert_eq!(value("roster_sync_members", &course("instructors")), 3.0);
+    // Every status has its sample, zero or not; every course and list has its three.
+    assert_eq!(families["roster_sync_courses"].len(), 6, "{text}");
+    for family in [
+        "roster_sync_members",
+        "roster_sync_members_added",
+        "roster_sync_members_removed",
+    ] {
+        assert_eq!(families[family].len(), 4 * 2, "{family} in:\n{text}");
+    }
+    let last_run = value("roster_sync_last_run_timestamp_seconds", "");
     let first_success = value("roster_sync_last_success_timestamp_seconds", "");
+    assert_eq!(first_success, last_run, "a success is the last success");
+    let duration = value("roster_sync_run_duration_seconds", "");
+    assert!((0.0..60.0).contains(&duration), "{duration}");
 
     // A failing run keeps the last success time of the earlier run.
     sandbox.write_values("custom: {profiles: [broken]}\n");
-    let status = sandbox
-        .sync(&common::fixture_api_base())
-        .arg("--metrics-file")
-        .arg(&metrics)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(2));
-    let failed = parse_exposition(&std::fs::read_to_string(&metrics).unwrap());
+    assert_exit(
+        &sandbox.run(
+            sandbox
+                .sync(&support::fixture_api_base())
+                .arg("--metrics-file")
+                .arg(&metrics),
+        ),
+        2,
+    );
+    let failed_text = std::fs::read_to_string(&metrics).unwrap();
+    let failed = parse_exposition(&failed_text);
+    let names: BTreeSet<&str> = failed.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(FAMILIES), "{failed_text}");
+    assert_eq!(failed["roster_sync_exit_code"][0].1, 2.0);
+    assert!(failed["roster_sync_last_run_timestamp_seconds"][0].1 >= last_run);
     assert_eq!(
         failed["roster_sync_last_success_timestamp_seconds"][0].1,
         first_success
@@ -197,13 +232,15 @@ fn metrics_are_pushed_to_the_pushgateway() {
         }
     });
     let sandbox = Sandbox::new();
-    let status = sandbox
-        .sync_fixtures()
-        .arg("--pushgateway")
-        .arg(format!("http://127.0.0.1:{port}"))
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_exit(
+        &sandbox.run(
+            sandbox
+                .sync_fixtures()
+                .arg("--pushgateway")
+                .arg(format!("http://127.0.0.1:{port}")),
+        ),
+        0,
+    );
     let (method, url, body) = received.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(
         (method.as_str(), url.as_str()),
@@ -211,42 +248,48 @@ fn metrics_are_pushed_to_the_pushgateway() {
     );
     let families = parse_exposition(&body);
     assert!(families.contains_key("roster_sync_members"));
+    let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(FAMILIES), "pushed:\n{body}");
     no_address_in(&body);
 }
 
 #[test]
 fn a_failed_push_does_not_change_the_exit_code() {
     let sandbox = Sandbox::new();
-    let output = sandbox
-        .sync_fixtures()
-        .args(["--pushgateway", "http://127.0.0.1:1"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("Pushgateway"));
+    let output = sandbox.run(
+        sandbox
+            .sync_fixtures()
+            .args(["--pushgateway", "http://127.0.0.1:1"]),
+    );
+    assert_exit(&output, 0);
+    assert!(output.stderr.contains("Pushgateway"));
 }
 
 #[test]
 fn the_termination_log_gets_the_summary_when_it_exists() {
     let sandbox = Sandbox::new();
     let absent = sandbox.path("absent-termination-log");
-    let status = sandbox
-        .sync_fixtures()
-        .arg("--termination-log")
-        .arg(&absent)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_exit(
+        &sandbox.run(
+            sandbox
+                .sync_fixtures()
+                .arg("--termination-log")
+                .arg(&absent),
+        ),
+        0,
+    );
     assert!(!absent.exists(), "only an existing file is written");
 
     let present = sandbox.path("termination-log");
     std::fs::write(&present, "").unwrap();
-    let status = sandbox
-        .sync_fixtures()
-        .env("ROSTER_SYNC_TERMINATION_LOG", &present)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_exit(
+        &sandbox.run(
+            sandbox
+                .sync_fixtures()
+                .env("ROSTER_SYNC_TERMINATION_LOG", &present),
+        ),
+        0,
+    );
     let summary = std::fs::read_to_string(&present).unwrap();
     assert_eq!(summary.lines().count(), 1);
     assert!(

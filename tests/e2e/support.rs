@@ -1,15 +1,19 @@
 //! Shared helpers of the end-to-end tests: a sandbox directory per test, the binary
-//! started with an isolated environment, and readers for the files, the JSON report
-//! and the audit repository it leaves.
-#![allow(dead_code)] // each test crate uses a different subset
-
-pub mod sis_server;
+//! started with an isolated environment, one way to run it ([`Sandbox::run`], which
+//! captures everything the child prints, so a green `cargo test` shows none of it), and
+//! readers for the files, the JSON report and the audit repository it leaves.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use serde_json::Value;
+use sis_emulator::{Api, SisServer};
 use tempfile::TempDir;
+
+/// The longest a single run of the binary may take before the test fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The bundled offline fixtures.
 pub fn fixtures() -> PathBuf {
@@ -42,6 +46,63 @@ pub fn read_dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     files
+}
+
+/// Adds the credentials the emulator accepts, for every API.
+pub fn credentials(command: &mut Command) -> &mut Command {
+    for api in Api::ALL {
+        let (id_var, key_var) = api.vars();
+        command.env(id_var, api.id()).env(key_var, api.key());
+    }
+    command
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The sandbox's JSON report, `Null` when the run wrote none.
+    pub report: Value,
+}
+
+impl Run {
+    /// The report entry of one course.
+    #[track_caller]
+    pub fn course(&self, key: &str) -> &Value {
+        self.report["courses"]
+            .as_array()
+            .and_then(|courses| courses.iter().find(|c| c["key"] == key))
+            .unwrap_or_else(|| panic!("no course {key} in the report: {}", self.report))
+    }
+
+    pub fn status(&self, key: &str) -> &str {
+        self.course(key)["status"].as_str().unwrap_or("?")
+    }
+
+    pub fn total(&self) -> u64 {
+        self.report["requests"]["total"].as_u64().unwrap()
+    }
+
+    pub fn retried(&self) -> u64 {
+        self.report["requests"]["retried"].as_u64().unwrap()
+    }
+
+    /// For assertion messages: the exit code, the report and the end of stderr.
+    pub fn describe(&self) -> String {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- report\n{:#}\n--- stderr (tail)\n{tail}",
+            self.code, self.stdout, self.report
+        )
+    }
+}
+
+/// Asserts the exit code, showing what the binary said when it differs.
+#[track_caller]
+pub fn assert_exit(run: &Run, code: i32) {
+    assert_eq!(run.code, Some(code), "exit code\n{}", run.describe());
 }
 
 /// A scratch directory holding one test's values file, output directory, audit
@@ -81,6 +142,11 @@ impl Sandbox {
         std::fs::write(self.values(), yaml).unwrap();
     }
 
+    /// Makes the bundled `fixtures/values.yaml` this sandbox's values file.
+    pub fn copy_fixture_values(&self) {
+        std::fs::copy(fixtures().join("values.yaml"), self.values()).unwrap();
+    }
+
     /// The binary with a clean environment: no ROSTER_SYNC_* or credential variables
     /// from the caller, no proxy, HOME and git config isolated in the sandbox.
     pub fn command(&self) -> Command {
@@ -90,6 +156,7 @@ impl Sandbox {
             if upper.starts_with("ROSTER_SYNC_")
                 || upper.starts_with("SIS_")
                 || upper.starts_with("UCB_HR_")
+                || upper.starts_with("JUPYTERHUB_")
                 || upper.starts_with("GIT_")
                 || upper.ends_with("_PROXY")
                 || upper == "RUST_LOG"
@@ -104,15 +171,16 @@ impl Sandbox {
         command
     }
 
-    /// `roster-sync COMMAND` against `api_base` with this sandbox's values file, output
-    /// directory and audit repository.
-    pub fn subcommand(&self, name: &str, api_base: &str) -> Command {
-        self.invocation(&[name], api_base, &self.output_dir())
-    }
-
-    /// `roster-sync ARGS…` with this sandbox's values file and audit repository, and
-    /// `output_dir` as the output directory.
-    pub fn invocation(&self, args: &[&str], api_base: &str, output_dir: &Path) -> Command {
+    /// `roster-sync ARGS… --values … --api-base API_BASE --output-dir OUTPUT_DIR
+    /// --audit-repo AUDIT_REPO [--report REPORT]` with this sandbox's values file.
+    pub fn job_at(
+        &self,
+        args: &[&str],
+        api_base: &str,
+        output_dir: &Path,
+        audit_repo: &Path,
+        report: Option<&Path>,
+    ) -> Command {
         let mut command = self.command();
         command
             .args(args)
@@ -123,40 +191,89 @@ impl Sandbox {
             .arg("--output-dir")
             .arg(output_dir)
             .arg("--audit-repo")
-            .arg(self.audit_repo());
-        command
-    }
-
-    /// `roster-sync sync` against `api_base` with this sandbox's paths and a report.
-    pub fn sync(&self, api_base: &str) -> Command {
-        let mut command = self.subcommand("sync", api_base);
-        command.arg("--report").arg(self.report_path());
-        command
-    }
-
-    /// `sync` against a running emulator, with the credentials it accepts.
-    pub fn sync_server(&self, server: &sis_server::SisServer) -> Command {
-        let mut command = self.sync(server.base_url());
-        for api in sis_server::Api::ALL {
-            let (id_var, key_var) = api.vars();
-            command.env(id_var, api.id()).env(key_var, api.key());
+            .arg(audit_repo);
+        if let Some(report) = report {
+            command.arg("--report").arg(report);
         }
         command
     }
 
-    /// `sync` on the bundled fixtures, with the bundled values file.
-    pub fn sync_fixtures(&self) -> Command {
-        std::fs::copy(fixtures().join("values.yaml"), self.values()).unwrap();
-        self.sync(&fixture_api_base())
+    /// `roster-sync ARGS…` against `api_base` with this sandbox's paths and report.
+    pub fn job(&self, args: &[&str], api_base: &str) -> Command {
+        self.job_at(
+            args,
+            api_base,
+            &self.output_dir(),
+            &self.audit_repo(),
+            Some(&self.report_path()),
+        )
     }
 
-    pub fn report(&self) -> serde_json::Value {
+    /// `roster-sync sync` against `api_base` with this sandbox's paths and report.
+    pub fn sync(&self, api_base: &str) -> Command {
+        self.job(&["sync"], api_base)
+    }
+
+    /// `roster-sync ARGS…` on the bundled fixtures, with the bundled values file.
+    pub fn fixture_job(&self, args: &[&str]) -> Command {
+        self.copy_fixture_values();
+        self.job(args, &fixture_api_base())
+    }
+
+    /// `sync` on the bundled fixtures, with the bundled values file.
+    pub fn sync_fixtures(&self) -> Command {
+        self.fixture_job(&["sync"])
+    }
+
+    /// `roster-sync ARGS…` against a running emulator, with the credentials it accepts.
+    pub fn server_job(&self, args: &[&str], server: &SisServer) -> Command {
+        let mut command = self.job(args, server.base_url());
+        credentials(&mut command);
+        command
+    }
+
+    /// Runs `command` to its end with no stdin, capturing stdout and stderr, after
+    /// removing the report an earlier run left; returns what it did, with this sandbox's
+    /// report. Every run is checked for leaked API keys: none may appear in stdout,
+    /// stderr or the report.
+    #[track_caller]
+    pub fn run(&self, command: &mut Command) -> Run {
+        let _ = std::fs::remove_file(self.report_path());
+        command.stdin(Stdio::null());
+        // assert_cmd adds the timeout; it takes the command by value, and the caller's
+        // (spent) one is left as a placeholder.
+        let command = std::mem::replace(command, Command::new(env!("CARGO_BIN_EXE_roster-sync")));
+        let output = assert_cmd::Command::from_std(command)
+            .timeout(RUN_TIMEOUT)
+            .output()
+            .expect("the binary runs");
+        let report_text = std::fs::read_to_string(self.report_path()).unwrap_or_default();
+        let run = Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            report: serde_json::from_str(&report_text).unwrap_or(Value::Null),
+        };
+        for api in Api::ALL {
+            let key = api.key();
+            for (what, text) in [
+                ("stdout", &run.stdout),
+                ("stderr", &run.stderr),
+                ("report", &report_text),
+            ] {
+                assert!(!text.contains(&key), "{what} contains the {api:?} key");
+            }
+        }
+        run
+    }
+
+    pub fn report(&self) -> Value {
         let text = std::fs::read_to_string(self.report_path()).expect("a report was written");
         serde_json::from_str(&text).expect("the report is JSON")
     }
 
     /// The report entry of one course.
-    pub fn course_report(&self, key: &str) -> serde_json::Value {
+    pub fn course_report(&self, key: &str) -> Value {
         self.report()["courses"]
             .as_array()
             .expect("courses")
@@ -219,16 +336,4 @@ impl Sandbox {
             })
             .collect()
     }
-}
-
-/// Asserts the exit code, showing what the binary said when it differs.
-#[track_caller]
-pub fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "exit code\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

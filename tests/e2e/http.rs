@@ -5,18 +5,15 @@
 //! code and the requests the emulator saw. Every run also asserts that no API key appears
 //! in stdout, stderr or the report (the runs log at debug level).
 
-mod common;
-
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use common::Sandbox;
-use common::sis_server::{
+use crate::support::{Run, Sandbox};
+use sis_emulator::{
     Api, Assignment, Campus, Course, Email, EmptyPage, Enrollment, Fault, HrRecord, Options,
     Person, Section, SisServer, Synthetic,
 };
-use serde_json::Value;
 
 const A: &str = "2019-fall-23970";
 const B: &str = "2020-spring-01234";
@@ -147,119 +144,34 @@ fn small_campus() -> Campus {
     campus
 }
 
-/// One temporary working directory for the job: values file, output, audit repo, report.
-/// A sandbox whose runs are checked for contract violations and leaked keys.
-struct Job {
-    sandbox: Sandbox,
+/// A sandbox whose values file configures the campus's courses.
+fn sandbox_for(campus: &Campus) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write_values(&campus.values_yaml());
+    sandbox
 }
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    report: Value,
+/// `sync` with every API's credentials, logging at debug level (so a leak would show).
+fn sync_command(sandbox: &Sandbox, server: &SisServer, args: &[&str]) -> Command {
+    let mut command = sandbox.server_job(&["sync"], server);
+    command.env("RUST_LOG", "debug").args(args);
+    command
 }
 
-impl Outcome {
-    fn course(&self, key: &str) -> &Value {
-        self.report["courses"]
-            .as_array()
-            .and_then(|courses| courses.iter().find(|c| c["key"] == key))
-            .unwrap_or_else(|| panic!("no course {key} in the report: {}", self.report))
-    }
-
-    fn status(&self, key: &str) -> &str {
-        self.course(key)["status"].as_str().unwrap_or("?")
-    }
-
-    fn total(&self) -> u64 {
-        self.report["requests"]["total"].as_u64().unwrap()
-    }
-
-    fn retried(&self) -> u64 {
-        self.report["requests"]["retried"].as_u64().unwrap()
-    }
-
-    /// For assertion messages.
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}\n--- report\n{:#}\n--- stderr (tail)\n{}",
-            self.code,
-            self.report,
-            tail(&self.stderr, 40)
-        )
-    }
+/// Runs the sync; every request it sent must have kept the API contract.
+fn sync(sandbox: &Sandbox, server: &SisServer, args: &[&str]) -> Run {
+    let run = sandbox.run(&mut sync_command(sandbox, server, args));
+    assert_eq!(
+        server.violations(),
+        Vec::<String>::new(),
+        "{}",
+        run.describe()
+    );
+    run
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-impl Job {
-    fn new(campus: &Campus) -> Job {
-        let job = Job {
-            sandbox: Sandbox::new(),
-        };
-        job.write_values(&campus.values_yaml());
-        job
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.sandbox.path(name)
-    }
-
-    fn write_values(&self, yaml: &str) {
-        self.sandbox.write_values(yaml);
-    }
-
-    /// `sync` with every API's credentials, logging at debug level (so a leak would show).
-    fn command(&self, server: &SisServer, args: &[&str]) -> assert_cmd::Command {
-        let mut command = self.sandbox.sync_server(server);
-        command.env("RUST_LOG", "debug").args(args);
-        let mut command = assert_cmd::Command::from_std(command);
-        command.timeout(Duration::from_secs(120));
-        command
-    }
-
-    /// Runs the job; every request it sent must have kept the API contract.
-    fn run(&self, server: &SisServer, args: &[&str]) -> Outcome {
-        let outcome = self.run_command(&mut self.command(server, args));
-        assert_eq!(
-            server.violations(),
-            Vec::<String>::new(),
-            "{}",
-            outcome.describe()
-        );
-        outcome
-    }
-
-    fn run_command(&self, command: &mut assert_cmd::Command) -> Outcome {
-        let _ = std::fs::remove_file(self.path("report.json"));
-        let output = command.output().expect("run roster-sync");
-        let report_text = std::fs::read_to_string(self.path("report.json")).unwrap_or_default();
-        let outcome = Outcome {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            report: serde_json::from_str(&report_text).unwrap_or(Value::Null),
-        };
-        for api in Api::ALL {
-            let key = api.key();
-            for (what, text) in [
-                ("stdout", &outcome.stdout),
-                ("stderr", &outcome.stderr),
-                ("report", &report_text),
-            ] {
-                assert!(!text.contains(&key), "{what} contains the {api:?} key");
-            }
-        }
-        outcome
-    }
-
-    fn roster(&self, key: &str, list: &str) -> Option<String> {
-        std::fs::read_to_string(self.path("profiles.d").join(format!("{key}-{list}.txt"))).ok()
-    }
+fn roster(sandbox: &Sandbox, key: &str, list: &str) -> Option<String> {
+    std::fs::read_to_string(sandbox.output_dir().join(format!("{key}-{list}.txt"))).ok()
 }
 
 /// The file content of a roster: one address per line, each ending in `\n`.
@@ -275,16 +187,16 @@ fn start(campus: &Campus) -> SisServer {
     SisServer::start(campus.clone(), Options::default())
 }
 
-fn assert_rosters_match_the_oracle(job: &Job, campus: &Campus) {
+fn assert_rosters_match_the_oracle(sandbox: &Sandbox, campus: &Campus) {
     for course in &campus.courses {
         let key = course.key();
         assert_eq!(
-            job.roster(&key, "students").as_deref(),
+            roster(sandbox, &key, "students").as_deref(),
             Some(owned_lines(&campus.expected_students(&key)).as_str()),
             "{key} students"
         );
         assert_eq!(
-            job.roster(&key, "instructors").as_deref(),
+            roster(sandbox, &key, "instructors").as_deref(),
             Some(owned_lines(&campus.expected_instructors(&key)).as_str()),
             "{key} instructors"
         );
@@ -316,13 +228,13 @@ fn emulator_flags_bad_requests() {
 fn small_campus_rosters_are_exact() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
+    let sandbox = sandbox_for(&campus);
     // A profile that is not a course must be skipped without a request.
-    job.write_values(&format!(
+    sandbox.write_values(&format!(
         "{}    astr-128-admins:\n      users: [someone]\n",
         campus.values_yaml()
     ));
-    let outcome = job.run(&server, &[]);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(outcome.report["outcome"], "success");
     assert_eq!(outcome.report["exit_code"], 0);
@@ -349,12 +261,12 @@ fn small_campus_rosters_are_exact() {
     ];
     for (key, students, instructors) in expected {
         assert_eq!(
-            job.roster(key, "students").as_deref(),
+            roster(&sandbox, key, "students").as_deref(),
             Some(lines(students).as_str()),
             "{key}"
         );
         assert_eq!(
-            job.roster(key, "instructors").as_deref(),
+            roster(&sandbox, key, "instructors").as_deref(),
             Some(lines(instructors).as_str()),
             "{key}"
         );
@@ -369,8 +281,8 @@ fn small_campus_rosters_are_exact() {
     assert_eq!(outcome.course(A)["term_id"], 2198);
     assert_eq!(outcome.course(B)["term_id"], 2202);
     // The hand-written expectations and the emulator's oracle agree.
-    assert_rosters_match_the_oracle(&job, &campus);
-    assert!(job.roster("astr-128-admins", "students").is_none());
+    assert_rosters_match_the_oracle(&sandbox, &campus);
+    assert!(roster(&sandbox, "astr-128-admins", "students").is_none());
     assert_eq!(server.violations(), Vec::<String>::new());
 }
 
@@ -378,8 +290,8 @@ fn small_campus_rosters_are_exact() {
 fn every_request_carries_the_right_headers_and_query() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(server.violations(), Vec::<String>::new());
     let requests = server.requests();
@@ -448,8 +360,8 @@ fn every_request_carries_the_right_headers_and_query() {
 fn request_count_is_the_minimum() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     // 3 Classes + 3 single-page sections + 2 lookups for each of 111111, 222222, 555555.
     assert_eq!(campus.minimum_requests(), 13);
@@ -476,15 +388,15 @@ fn request_count_is_the_minimum() {
 fn a_shared_instructor_is_looked_up_once() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &["--concurrency", "8"]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &["--concurrency", "8"]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(server.requests_to("/hr/v3/employees/111111").len(), 1);
     assert_eq!(server.requests_to("/sis/v2/students/111111").len(), 1);
     // Both courses still list Ada.
     for key in [A, B] {
         assert!(
-            job.roster(key, "instructors")
+            roster(&sandbox, key, "instructors")
                 .unwrap()
                 .contains("ada.professor@berkeley.edu\n")
         );
@@ -525,8 +437,8 @@ fn check_pagination(empty_page: EmptyPage) {
             ..Options::default()
         },
     );
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     let key = "2022-fall-31415";
     assert_eq!(
@@ -534,10 +446,10 @@ fn check_pagination(empty_page: EmptyPage) {
         99 + 100 + 101 + 250
     );
     assert_eq!(
-        job.roster(key, "students").unwrap().lines().count(),
+        roster(&sandbox, key, "students").unwrap().lines().count(),
         99 + 100 + 101 + 250
     );
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
     let course = campus.course(key);
     for (section, pages) in course.sections.iter().zip([1, 1, 2, 2, 3]) {
         let requested: Vec<String> = server
@@ -575,8 +487,8 @@ fn server_errors_are_retried() {
         &campus.course(A).classes_path(),
         vec![Fault::Status(500), Fault::Status(500)],
     );
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(outcome.status(A), "created");
     assert_eq!(outcome.retried(), 2);
@@ -585,7 +497,7 @@ fn server_errors_are_retried() {
         server.requests_to(&campus.course(A).classes_path()).len(),
         3
     );
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
 }
 
 #[test]
@@ -594,8 +506,8 @@ fn retry_after_is_honoured() {
     let server = start(&campus);
     let path = campus.course(A).enrollments_path(23971);
     server.fail(&path, vec![Fault::RetryAfter(429, 1)]);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(outcome.retried(), 1);
     let attempts = server.requests_to(&path);
@@ -603,7 +515,7 @@ fn retry_after_is_honoured() {
     assert_eq!((attempts[0].status, attempts[1].status), (429, 200));
     let waited = attempts[1].at - attempts[0].at;
     assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
 }
 
 #[test]
@@ -612,8 +524,8 @@ fn timeouts_are_retried() {
     let server = start(&campus);
     let path = campus.course(B).classes_path();
     server.fail(&path, vec![Fault::Delay(Duration::from_secs(4))]);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &["--timeout", "1"]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &["--timeout", "1"]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(outcome.retried(), 1);
     let attempts = server.requests_to(&path);
@@ -624,17 +536,20 @@ fn timeouts_are_retried() {
         waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
         "retried after {waited:?}"
     );
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
 }
 
 #[test]
 fn a_course_that_keeps_failing_keeps_its_previous_files() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let first = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let first = sync(&sandbox, &server, &[]);
     assert_eq!(first.code, Some(0), "{}", first.describe());
-    let before = (job.roster(A, "students"), job.roster(A, "instructors"));
+    let before = (
+        roster(&sandbox, A, "students"),
+        roster(&sandbox, A, "instructors"),
+    );
 
     // New students in A and B; A's Classes call now fails for good.
     server.update_campus(|campus| {
@@ -651,7 +566,7 @@ fn a_course_that_keeps_failing_keeps_its_previous_files() {
     let path = campus.course(A).classes_path();
     server.fail_always(&path, Fault::Status(503));
     server.clear_log();
-    let second = job.run(&server, &["--retries", "2"]);
+    let second = sync(&sandbox, &server, &["--retries", "2"]);
     assert_eq!(second.code, Some(1), "{}", second.describe());
     assert_eq!(second.report["outcome"], "partial");
     assert_eq!(second.status(A), "failed");
@@ -669,11 +584,14 @@ fn a_course_that_keeps_failing_keeps_its_previous_files() {
     assert_eq!(second.status(C), "unchanged");
     assert_eq!(server.requests_to(&path).len(), 3, "1 attempt + 2 retries");
     assert_eq!(
-        (job.roster(A, "students"), job.roster(A, "instructors")),
+        (
+            roster(&sandbox, A, "students"),
+            roster(&sandbox, A, "instructors")
+        ),
         before
     );
     assert!(
-        job.roster(B, "students")
+        roster(&sandbox, B, "students")
             .unwrap()
             .contains("newcomer@berkeley.edu\n")
     );
@@ -687,14 +605,14 @@ fn truncated_json_fails_the_course() {
         &campus.course(A).enrollments_path(23971),
         vec![Fault::Truncated],
     );
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(1), "{}", outcome.describe());
     assert_eq!(outcome.report["outcome"], "partial");
     assert_eq!(outcome.status(A), "failed");
     assert!(outcome.course(A)["error"].is_string());
-    assert_eq!(job.roster(A, "students"), None);
-    assert_eq!(job.roster(A, "instructors"), None);
+    assert_eq!(roster(&sandbox, A, "students"), None);
+    assert_eq!(roster(&sandbox, A, "instructors"), None);
     for key in [B, C] {
         assert_eq!(outcome.status(key), "created", "{key}");
     }
@@ -705,15 +623,19 @@ fn rejected_hr_credentials_stop_hr_requests_and_never_leak() {
     let campus = small_campus();
     let server = start(&campus);
     server.fail_always("/hr/*", Fault::Status(401));
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     // `run` already checked that no key is in stdout, stderr or the report.
     assert_eq!(outcome.code, Some(1), "{}", outcome.describe());
     for key in [A, B] {
         assert_eq!(outcome.status(key), "failed", "{key}");
         let error = outcome.course(key)["error"].as_str().unwrap_or_default();
         assert!(error.contains("UCB_HR_KEY"), "{key}: {error}");
-        assert_eq!(job.roster(key, "students"), None, "{key}: all or nothing");
+        assert_eq!(
+            roster(&sandbox, key, "students"),
+            None,
+            "{key}: all or nothing"
+        );
     }
     // C needs no instructor lookup and is applied.
     assert_eq!(outcome.status(C), "created");
@@ -733,12 +655,12 @@ fn rejected_hr_credentials_stop_hr_requests_and_never_leak() {
 fn missing_credentials_stop_the_run_before_any_request() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let mut command = job.command(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let mut command = sync_command(&sandbox, &server, &[]);
     command
         .env_remove("SIS_ENROLLMENTS_KEY")
         .env_remove("UCB_HR_ID");
-    let outcome = job.run_command(&mut command);
+    let outcome = sandbox.run(&mut command);
     assert_eq!(outcome.code, Some(2), "{}", outcome.describe());
     assert!(server.requests().is_empty(), "no request may be sent");
     for var in ["SIS_ENROLLMENTS_KEY", "UCB_HR_ID"] {
@@ -749,7 +671,8 @@ fn missing_credentials_stop_the_run_before_any_request() {
         );
     }
     assert!(
-        !job.path("profiles.d")
+        !sandbox
+            .output_dir()
             .join(format!("{A}-students.txt"))
             .exists()
     );
@@ -759,12 +682,12 @@ fn missing_credentials_stop_the_run_before_any_request() {
 fn file_credentials_are_read_and_win() {
     let campus = small_campus();
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let mut command = job.command(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let mut command = sync_command(&sandbox, &server, &[]);
     for api in Api::ALL {
         let (id_var, key_var) = api.vars();
         for (var, value) in [(id_var, api.id()), (key_var, api.key())] {
-            let file = job.path(&format!("{var}.secret"));
+            let file = sandbox.path(&format!("{var}.secret"));
             std::fs::write(&file, format!("  {value}\n")).unwrap();
             // The plain variable is wrong: the file must win.
             command
@@ -772,10 +695,10 @@ fn file_credentials_are_read_and_win() {
                 .env(var, "wrong-value");
         }
     }
-    let outcome = job.run_command(&mut command);
+    let outcome = sandbox.run(&mut command);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     assert_eq!(server.violations(), Vec::<String>::new());
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
 }
 
 #[test]
@@ -788,10 +711,10 @@ fn legacy_response_shapes_are_accepted() {
             ..Options::default()
         },
     );
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &[]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &[]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
 }
 
 #[test]
@@ -804,10 +727,10 @@ fn a_synthetic_campus_matches_the_oracle_with_the_fewest_requests() {
         seed: 7,
     });
     let server = start(&campus);
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &["--concurrency", "4"]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &["--concurrency", "4"]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
-    assert_rosters_match_the_oracle(&job, &campus);
+    assert_rosters_match_the_oracle(&sandbox, &campus);
     assert_eq!(server.violations(), Vec::<String>::new());
     assert_eq!(server.requests().len(), campus.minimum_requests());
     assert_eq!(outcome.total() as usize, campus.minimum_requests());
@@ -834,8 +757,8 @@ fn no_more_requests_in_flight_than_the_concurrency() {
             ..Options::default()
         },
     );
-    let job = Job::new(&campus);
-    let outcome = job.run(&server, &["--concurrency", "2"]);
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &["--concurrency", "2"]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     let arrivals: Vec<_> = server.requests().iter().map(|request| request.at).collect();
     // A margin below L absorbs scheduling jitter on the client's side.

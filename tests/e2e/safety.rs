@@ -8,21 +8,19 @@
 //! the roster files byte for byte, the exit code, the JSON report and the audit
 //! repository. Every address is synthetic.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sis_server::{
-    Api, Assignment, Campus, Course, Email, Enrollment, Fault, HrRecord, Options, Person, Section,
+use crate::support::{self, Run, Sandbox, assert_exit};
+use serde_json::Value;
+use sis_emulator::{
+    Assignment, Campus, Course, Email, Enrollment, Fault, HrRecord, Options, Person, Section,
     SisServer, Synthetic,
 };
-use common::{Sandbox, assert_exit};
-use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -180,14 +178,6 @@ fn values_yaml(keys: &[&str]) -> String {
     yaml
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn read_json(path: &Path) -> Value {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("report {} not written: {e}", path.display()));
@@ -205,7 +195,7 @@ fn counts(course: &Value, list: &str) -> (u64, u64, u64) {
 }
 
 fn dir_files(dir: &Path) -> Files {
-    files_of(common::read_dir_files(dir))
+    files_of(support::read_dir_files(dir))
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {
@@ -253,48 +243,30 @@ impl Env {
         self.sb.write_values(&values_yaml(keys));
     }
 
-    /// `roster-sync SUB` with this sandbox's values and audit repository, the given output
-    /// directory and report path, and the emulator's credentials.
-    fn command_at(&self, sub: &str, output_dir: &Path, report: &Path) -> Command {
-        self.command_in(sub, output_dir, &self.sb.audit_repo(), report)
-    }
-
-    /// Like [`Env::command_at`], with another audit repository too.
-    fn command_in(&self, sub: &str, output_dir: &Path, audit: &Path, report: &Path) -> Command {
-        let mut command = self.sb.command();
-        command
-            .arg(sub)
-            .arg("--values")
-            .arg(self.sb.values())
-            .arg("--api-base")
-            .arg(self.server.base_url())
-            .arg("--output-dir")
-            .arg(output_dir)
-            .arg("--audit-repo")
-            .arg(audit)
-            .arg("--report")
-            .arg(report);
-        for api in Api::ALL {
-            let (id_var, key_var) = api.vars();
-            command.env(id_var, api.id()).env(key_var, api.key());
-        }
+    /// `roster-sync SUB` with the emulator's credentials, this sandbox's values file, and
+    /// the given output directory, audit repository and report path.
+    fn command_at(&self, sub: &str, output_dir: &Path, audit: &Path, report: &Path) -> Command {
+        let mut command = self.sb.job_at(
+            &[sub],
+            self.server.base_url(),
+            output_dir,
+            audit,
+            Some(report),
+        );
+        support::credentials(&mut command);
         command
     }
 
+    /// `roster-sync SUB` with this sandbox's paths and the emulator's credentials.
     fn command(&self, sub: &str) -> Command {
-        self.command_at(sub, &self.sb.output_dir(), &self.sb.report_path())
+        self.sb.server_job(&[sub], &self.server)
     }
 
-    fn run(&self, sub: &str, args: &[&str]) -> Output {
-        let _ = fs::remove_file(self.sb.report_path());
-        self.command(sub)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the binary runs")
+    fn run(&self, sub: &str, args: &[&str]) -> Run {
+        self.sb.run(self.command(sub).args(args))
     }
 
-    fn sync(&self, args: &[&str]) -> Output {
+    fn sync(&self, args: &[&str]) -> Run {
         self.run("sync", args)
     }
 
@@ -318,17 +290,17 @@ impl Env {
         self.sb.output_dir().join(name)
     }
 
-    /// `verify` against this sandbox; returns the output.
-    fn verify(&self) -> Output {
-        self.sb
-            .command()
-            .arg("verify")
-            .arg("--output-dir")
-            .arg(self.sb.output_dir())
-            .arg("--audit-repo")
-            .arg(self.sb.audit_repo())
-            .output()
-            .unwrap()
+    /// `verify` against this sandbox.
+    fn verify(&self) -> Run {
+        self.sb.run(
+            self.sb
+                .command()
+                .arg("verify")
+                .arg("--output-dir")
+                .arg(self.sb.output_dir())
+                .arg("--audit-repo")
+                .arg(self.sb.audit_repo()),
+        )
     }
 
     fn last_commit_message(&self) -> String {
@@ -344,7 +316,11 @@ impl Env {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
-        let text = format!("{}{}", stdout(&output), stderr(&output));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(output.status.success(), "git fsck failed:\n{text}");
         for bad in ["error", "missing", "broken", "corrupt", "fatal"] {
             assert!(!text.contains(bad), "git fsck reports {bad}:\n{text}");
@@ -465,7 +441,7 @@ fn guard_case(before: Lists, after: Lists) -> Env {
 }
 
 #[track_caller]
-fn assert_guarded(env: &Env, output: &Output, kept: &Files, commits: usize) {
+fn assert_guarded(env: &Env, output: &Run, kept: &Files, commits: usize) {
     assert_exit(output, 3);
     let report = env.report();
     assert_eq!(report["outcome"], "guarded");
@@ -646,13 +622,11 @@ fn approval_flag_releases_only_the_approved_course() {
 #[test]
 fn approval_from_the_environment_adds_to_the_flags() {
     let (env, next) = approval_case();
-    let _ = fs::remove_file(env.sb.report_path());
-    let output = env
-        .command("sync")
-        .env("ROSTER_SYNC_APPROVE", format!("2099-fall-9, {K1}"))
-        .args(["--approve", K2])
-        .output()
-        .unwrap();
+    let output = env.sb.run(
+        env.command("sync")
+            .env("ROSTER_SYNC_APPROVE", format!("2099-fall-9, {K1}"))
+            .args(["--approve", K2]),
+    );
     assert_exit(&output, 0);
     for key in [K1, K2] {
         let course = env.course(key);
@@ -666,12 +640,10 @@ fn approval_from_the_environment_adds_to_the_flags() {
 
     // The environment alone, two keys comma separated.
     let (env, next) = approval_case();
-    let _ = fs::remove_file(env.sb.report_path());
-    let output = env
-        .command("sync")
-        .env("ROSTER_SYNC_APPROVE", format!("{K2},{K1}"))
-        .output()
-        .unwrap();
+    let output = env.sb.run(
+        env.command("sync")
+            .env("ROSTER_SYNC_APPROVE", format!("{K2},{K1}")),
+    );
     assert_exit(&output, 0);
     assert_eq!(env.files(), expected(&next));
     let message = env.last_commit_message();
@@ -846,9 +818,9 @@ fn empty_profiles_keep_every_roster_unless_pruning_is_approved() {
         assert_eq!(env.audit(), good);
         assert_eq!(env.sb.commit_count(), 1);
         assert!(
-            stderr(&output).contains("kept") || stderr(&output).contains("nothing"),
+            output.stderr.contains("kept") || output.stderr.contains("nothing"),
             "the log says why: {}",
-            stderr(&output)
+            output.stderr
         );
 
         let output = env.sync(&["--prune"]);
@@ -883,7 +855,7 @@ fn drift_is_restored_from_head_for_every_kind_of_course() {
     assert_exit(&env.sync(&[]), 0);
     let good = expected(&base);
 
-    let assert_repaired = |output: &Output, code: i32| {
+    let assert_repaired = |output: &Run, code: i32| {
         assert_exit(output, code);
         assert_eq!(env.report()["drift"], 1);
         assert_eq!(env.report()["commit"], Value::Null);
@@ -1023,7 +995,7 @@ fn two_concurrent_runs_one_exits_4() {
     let children: Vec<_> = reports
         .iter()
         .map(|report| {
-            env.command_at("sync", &env.sb.output_dir(), report)
+            env.command_at("sync", &env.sb.output_dir(), &env.sb.audit_repo(), report)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -1118,6 +1090,130 @@ fn oracle(campus: &Campus) -> Files {
     files
 }
 
+/// Where a SIGKILL lands in a run.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// A fixed time after the start.
+    Delay(Duration),
+    /// As soon as the run stages its first temporary roster file: before its commit.
+    Staging,
+    /// As soon as the run moves the audit branch: after its commit, before (most of)
+    /// its renames.
+    Commit,
+}
+
+/// An inotify watch for entries that appear in one directory (created or renamed into
+/// it), so a kill can follow an event within microseconds instead of a guessed delay.
+struct Watch(std::os::fd::OwnedFd);
+
+impl Watch {
+    fn new(dir: &Path) -> Watch {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain system calls; the descriptor is owned from here on.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0, "inotify: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mask = libc::IN_CREATE | libc::IN_MOVED_TO;
+            let watch =
+                libc::inotify_add_watch(std::os::fd::AsRawFd::as_raw_fd(&fd), path.as_ptr(), mask);
+            assert!(
+                watch >= 0,
+                "inotify {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+            Watch(fd)
+        }
+    }
+
+    /// Waits up to `timeout` for an entry whose name satisfies `wanted`.
+    fn wait(&self, wanted: &dyn Fn(&str) -> bool, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_millis().try_into().unwrap_or(libc::c_int::MAX);
+        // SAFETY: poll and read on our own descriptor into a local buffer.
+        if unsafe { libc::poll(&mut poll, 1, millis) } <= 0 {
+            return false;
+        }
+        let mut buffer = [0u64; 512];
+        let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), size_of_val(&buffer)) };
+        let Ok(read) = usize::try_from(read) else {
+            return false;
+        };
+        let bytes = &buffer_bytes(&buffer)[..read];
+        let header = size_of::<libc::inotify_event>();
+        let mut at = 0;
+        while at + header <= bytes.len() {
+            // The event's name follows its header, NUL-padded to `len` bytes.
+            let len = u32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &bytes[at + header..at + header + len];
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            if wanted(&String::from_utf8_lossy(name)) {
+                return true;
+            }
+            at += header + len;
+        }
+        false
+    }
+}
+
+fn buffer_bytes(buffer: &[u64]) -> &[u8] {
+    // SAFETY: any u64 buffer is a valid byte buffer of eight times its length.
+    unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast(), size_of_val(buffer)) }
+}
+
+/// Starts a sync and SIGKILLs it at `at`; false when it finished before.
+fn killed_sync(env: &Env, at: KillAt) -> bool {
+    let watch = match at {
+        KillAt::Delay(_) => None,
+        KillAt::Staging => Some((
+            Watch::new(&env.sb.output_dir()),
+            (|name: &str| name.starts_with(".roster-sync-tmp-")) as fn(&str) -> bool,
+        )),
+        KillAt::Commit => Some((
+            Watch::new(&env.sb.audit_repo().join("refs/heads")),
+            (|name: &str| name == "main") as fn(&str) -> bool,
+        )),
+    };
+    let mut child = env
+        .command("sync")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    match (at, watch) {
+        (KillAt::Delay(delay), _) => std::thread::sleep(delay),
+        (_, Some((watch, wanted))) => loop {
+            if watch.wait(&wanted, Duration::from_millis(5)) {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{at:?} never came"
+            );
+        },
+        (_, None) => unreachable!(),
+    }
+    // The child is not reaped before this point, so its pid cannot have been reused.
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    child.wait().unwrap();
+    !finished
+}
+
 #[test]
 fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     let test_started = Instant::now();
@@ -1146,9 +1242,27 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     let full_run = started.elapsed().max(Duration::from_millis(50));
     assert_eq!(env.files(), oracle(&campus));
 
-    const ITERATIONS: usize = 25;
-    let (mut finished, mut head_moved, mut mixed) = (0, 0, 0);
-    for i in 0..ITERATIONS {
+    // Kill points spread over the whole run, denser towards its end where the commit
+    // and the writes happen; then kills that follow the run's own steps, which a delay
+    // cannot hit reliably: the first staged file (so the kill lands between staging and
+    // the commit) and the move of the audit branch (between the commit and the renames,
+    // a window of a few renames; retried until it is hit, up to the count below).
+    const DELAYS: usize = 25;
+    const AT_STAGING: usize = 4;
+    const AT_COMMIT: usize = 30;
+    let schedule: Vec<KillAt> = (0..DELAYS)
+        .map(|i| KillAt::Delay(full_run.mul_f64((i as f64 / (DELAYS - 1) as f64).sqrt())))
+        .chain((0..AT_STAGING).map(|_| KillAt::Staging))
+        .chain((0..AT_COMMIT).map(|_| KillAt::Commit))
+        .collect();
+
+    // What the kills hit, judged by the state they left.
+    let (mut finished, mut before_commit, mut staged_before_commit) = (0, 0, 0);
+    let (mut after_commit_before_rename, mut after_rename, mut mixed) = (0, 0, 0);
+    for (i, at) in schedule.into_iter().enumerate() {
+        if matches!(at, KillAt::Commit) && after_commit_before_rename >= 3 {
+            break;
+        }
         mutate(&mut campus, i + 1);
         let next_campus = campus.clone();
         env.server.update_campus(|c| *c = next_campus);
@@ -1158,25 +1272,14 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
         let old_head = env.audit();
         assert_eq!(old_head, old);
 
-        // Kill points spread over the whole run, denser towards its end where the
-        // commit and the writes happen.
-        let fraction = (i as f64 / (ITERATIONS - 1) as f64).sqrt();
-        let delay = full_run.mul_f64(fraction);
-        let mut child = env
-            .command("sync")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
+        let killed = killed_sync(&env, at);
+        if !killed {
             finished += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
 
         // Invariants right after the kill.
         let dir = env.sb.output_dir();
+        let mut still_old = 0;
         for (name, content) in dir_files(&dir) {
             if name.starts_with(".roster-sync-tmp-") {
                 continue;
@@ -1184,10 +1287,13 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
             let (was, will) = (old.get(&name), new.get(&name));
             assert!(
                 was == Some(&content) || will == Some(&content),
-                "iteration {i} (kill after {delay:?}): {name} is neither old nor new"
+                "iteration {i} (kill {at:?}): {name} is neither old nor new"
             );
             if was != Some(&content) {
                 mixed += 1;
+            }
+            if will != Some(&content) {
+                still_old += 1;
             }
         }
         for name in old.keys() {
@@ -1197,10 +1303,17 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
         let head = env.audit();
         assert!(
             head == old_head || head == new,
-            "iteration {i}: HEAD is neither the old nor the new tree"
+            "iteration {i} (kill {at:?}): HEAD is neither the old nor the new tree"
         );
-        if head != old_head {
-            head_moved += 1;
+        if killed && head == old_head {
+            before_commit += 1;
+            if !temp_files(&dir).is_empty() {
+                staged_before_commit += 1;
+            }
+        } else if killed && still_old > 0 {
+            after_commit_before_rename += 1;
+        } else if killed {
+            after_rename += 1;
         }
 
         // The next run converges.
@@ -1214,12 +1327,22 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
             "iteration {i}: temporary files"
         );
     }
-    eprintln!(
-        "kill test: full run {full_run:?}; {finished} runs finished before the kill, \
-         {head_moved} kills after the commit, {mixed} files already new; {:?} in all",
+    let hits = format!(
+        "full run {full_run:?}; {finished} runs finished before the kill; kills before the \
+         commit {before_commit} ({staged_before_commit} with staged files), after the commit \
+         before the renames {after_commit_before_rename}, after the renames {after_rename}; \
+         {mixed} files already new; {:?} in all",
         test_started.elapsed()
     );
-    assert!(test_started.elapsed() < Duration::from_secs(60));
+    assert!(
+        staged_before_commit >= 1,
+        "no kill landed between staging and the commit: {hits}"
+    );
+    assert!(
+        after_commit_before_rename >= 1,
+        "no kill landed between the commit and the renames: {hits}"
+    );
+    assert!(test_started.elapsed() < Duration::from_secs(60), "{hits}");
     env.assert_no_violations();
 }
 
@@ -1294,7 +1417,7 @@ fn verify_names_every_file_and_the_ones_that_differ() {
     assert_exit(&env.sync(&[]), 0);
     let output = env.verify();
     assert_exit(&output, 0);
-    let text = stdout(&output);
+    let text = &output.stdout;
     let names: Vec<String> = expected(&base).into_keys().collect();
     for name in &names {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(name.as_str())).collect();
@@ -1308,7 +1431,7 @@ fn verify_names_every_file_and_the_ones_that_differ() {
     fs::remove_file(env.file(&deleted)).unwrap();
     let output = env.verify();
     assert_exit(&output, 1);
-    let text = stdout(&output);
+    let text = &output.stdout;
     for name in [&edited, &deleted] {
         let line = text
             .lines()
@@ -1355,16 +1478,15 @@ fn history_shows_additions_and_removals_with_filters() {
         .collect();
 
     let history = |args: &[&str]| {
-        let output = env
-            .sb
-            .command()
-            .arg("history")
-            .arg("--audit-repo")
-            .arg(env.sb.audit_repo())
-            .args(args)
-            .output()
-            .unwrap();
-        (output.status.code(), stdout(&output))
+        let output = env.sb.run(
+            env.sb
+                .command()
+                .arg("history")
+                .arg("--audit-repo")
+                .arg(env.sb.audit_repo())
+                .args(args),
+        );
+        (output.code, output.stdout)
     };
 
     let (code, all) = history(&[]);
@@ -1432,10 +1554,9 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     let under_file = blocker.join("profiles.d");
     let report = env.sb.report_path();
 
-    let output = env
-        .command_at("sync", &under_file, &report)
-        .output()
-        .unwrap();
+    let output =
+        env.sb
+            .run(&mut env.command_at("sync", &under_file, &env.sb.audit_repo(), &report));
     assert_exit(&output, 5);
     let json = read_json(&report);
     assert_eq!(json["outcome"], "failed");
@@ -1448,10 +1569,9 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     // With history: a changed roster is not committed either.
     assert_exit(&env.sync(&[]), 0);
     env.serve(&[(A, lists(addresses("a", 0..13), addresses("ai", 0..1)))]);
-    let output = env
-        .command_at("sync", &under_file, &report)
-        .output()
-        .unwrap();
+    let output =
+        env.sb
+            .run(&mut env.command_at("sync", &under_file, &env.sb.audit_repo(), &report));
     assert_exit(&output, 5);
     assert_eq!(read_json(&report)["outcome"], "failed");
     assert_eq!(env.sb.commit_count(), 1);
@@ -1460,36 +1580,131 @@ fn an_unwritable_output_directory_exits_5_and_commits_nothing() {
     // An audit repository that cannot be created: exit 5, no file written.
     let fresh = env.sb.path("fresh-out");
     let output = env
-        .command_in("sync", &fresh, &blocker.join("audit"), &report)
-        .output()
-        .unwrap();
+        .sb
+        .run(&mut env.command_at("sync", &fresh, &blocker.join("audit"), &report));
     assert_exit(&output, 5);
     assert_eq!(read_json(&report)["outcome"], "failed");
     assert!(!fresh.exists() || dir_files(&fresh).is_empty());
 }
 
-/// Makes a directory immutable (`chattr +i`: no entry may be created, renamed or removed,
-/// even by root) until dropped; `None` where the file system or the capabilities do not
-/// allow it.
-struct Immutable(PathBuf);
+/// A directory the job cannot write: mode 0555, and the job started without the
+/// capabilities that let root ignore mode bits. This works on any file system (tmpfs and
+/// overlayfs included) and in a container's default capability set, where `chattr +i`
+/// often cannot run (it needs CAP_LINUX_IMMUTABLE and a file system with the attribute).
+/// The mode is restored when dropped.
+struct ReadOnlyForTheJob(PathBuf);
 
-impl Immutable {
-    fn set(dir: &Path) -> Option<Immutable> {
-        let status = Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        let guard = Immutable(dir.to_path_buf());
+/// Capabilities (linux/capability.h) with which root writes where the mode forbids it.
+const MODE_OVERRIDES: [u32; 4] = [
+    1, // CAP_DAC_OVERRIDE
+    2, // CAP_DAC_READ_SEARCH
+    3, // CAP_FOWNER (could chmod the directory back)
+    9, // CAP_LINUX_IMMUTABLE
+];
+
+/// Runs in the child between fork and exec: takes [`MODE_OVERRIDES`] out of the bounding
+/// and inheritable sets, so the program exec'd as root does not get them back. Nothing to
+/// do for a test run without root, whose child has no capability anyway.
+fn drop_mode_overrides() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Sets {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    // SAFETY: plain syscalls on local buffers of the layout the kernel expects; no
+    // allocation, as required between fork and exec.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return Ok(());
+        }
+        for cap in MODE_OVERRIDES {
+            let cap = libc::c_ulong::from(cap);
+            if libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) == 1
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut sets = [Sets {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capget, &mut header, sets.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mask = MODE_OVERRIDES
+            .iter()
+            .fold(0u32, |mask, cap| mask | 1 << cap);
+        sets[0].inheritable &= !mask;
+        if libc::syscall(libc::SYS_capset, &header, sets.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl ReadOnlyForTheJob {
+    /// Makes `dir` read-only for commands passed through [`ReadOnlyForTheJob::restrict`],
+    /// and proves it with a probe that must fail to create a file there. Panics, saying
+    /// what is missing, where that cannot be done: the test must not pass without running.
+    #[track_caller]
+    fn set(dir: &Path) -> ReadOnlyForTheJob {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750, "the job made {}", dir.display());
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        let guard = ReadOnlyForTheJob(dir.to_path_buf());
         let probe = dir.join(".probe");
-        (status.success() && fs::write(&probe, b"").is_err()).then_some(guard)
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(": > \"$0\"")
+            .arg(&probe)
+            .stderr(Stdio::null());
+        let status = guard
+            .restrict(&mut command)
+            .status()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start a process without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, \
+                 CAP_FOWNER and CAP_LINUX_IMMUTABLE ({error}); the test needs CAP_SETPCAP \
+                 to drop them when it runs as root"
+                )
+            });
+        assert!(
+            !status.success() && !probe.exists(),
+            "{} (mode 0555) is still writable for a process without the capabilities \
+             that override file modes; the test cannot run here",
+            dir.display()
+        );
+        guard
+    }
+
+    /// Starts `command` without the capabilities that override file modes.
+    fn restrict<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: drop_mode_overrides only makes async-signal-safe system calls.
+        unsafe { command.pre_exec(drop_mode_overrides) }
     }
 }
 
-impl Drop for Immutable {
+impl Drop for ReadOnlyForTheJob {
     fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o750));
     }
 }
 
@@ -1500,11 +1715,8 @@ fn a_read_only_output_directory_exits_5_and_commits_nothing() {
     assert_exit(&env.sync(&[]), 0);
     let next = vec![(A, lists(addresses("a", 0..14), addresses("ai", 0..1)))];
     env.serve(&next);
-    let Some(read_only) = Immutable::set(&env.sb.output_dir()) else {
-        eprintln!("skipped: cannot make a directory read-only here (chattr +i)");
-        return;
-    };
-    let output = env.sync(&[]);
+    let read_only = ReadOnlyForTheJob::set(&env.sb.output_dir());
+    let output = env.sb.run(read_only.restrict(&mut env.command("sync")));
     let report = env.report();
     let commits = env.sb.commit_count();
     drop(read_only);
@@ -1518,6 +1730,7 @@ fn a_read_only_output_directory_exits_5_and_commits_nothing() {
         "nothing committed: the audit repository would record a roster the hub never got"
     );
     assert_eq!(env.audit(), expected(&base));
+    assert!(temp_files(&env.sb.output_dir()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1587,7 +1800,7 @@ fn sigkill_early_in_the_first_run_still_converges() {
         let out = env.sb.path(&format!("out-{step}"));
         let audit = env.sb.path(&format!("audit-{step}"));
         let mut child = env
-            .command_in("sync", &out, &audit, &report)
+            .command_at("sync", &out, &audit, &report)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1604,15 +1817,15 @@ fn sigkill_early_in_the_first_run_still_converges() {
             })
             .unwrap_or_default();
         let output = env
-            .command_in("sync", &out, &audit, &report)
-            .output()
-            .unwrap();
+            .sb
+            .run(&mut env.command_at("sync", &out, &audit, &report));
         assert_eq!(
-            output.status.code(),
+            output.code,
             Some(0),
             "killed after {delay:?}, leaving {left:?} in the audit repository; the next \
              run: {}",
-            stderr(&output)
+            output
+                .stderr
                 .lines()
                 .find(|l| l.contains("ERROR"))
                 .unwrap_or_default()

@@ -5,15 +5,13 @@
 //! against the independently derived `tests/expected/fixtures/`, the JSON report, the exit
 //! code and the audit repository (through the `git` command line, not libgit2).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{Sandbox, assert_exit};
+use crate::support::{self, Run, Sandbox, assert_exit};
 use serde_json::Value;
 
 /// The fixture courses with their term ids (file order of `fixtures/values.yaml`).
@@ -55,8 +53,8 @@ fn expected_json(name: &str) -> Value {
 
 /// The expected rosters with waitlisted students (instructor files are the usual ones).
 fn expected_with_waitlisted() -> BTreeMap<String, Vec<u8>> {
-    let mut files = common::expected_fixture_files();
-    for (name, content) in common::read_dir_files(&expected_dir().join("with-waitlisted")) {
+    let mut files = support::expected_fixture_files();
+    for (name, content) in support::read_dir_files(&expected_dir().join("with-waitlisted")) {
         assert!(name.ends_with("-students.txt"), "{name}");
         files.insert(name, content);
     }
@@ -73,30 +71,6 @@ fn instructors(key: &str) -> String {
 
 fn lines(content: &[u8]) -> usize {
     content.iter().filter(|&&b| b == b'\n').count()
-}
-
-/// Runs a command and returns its output.
-fn run(command: &mut Command) -> Output {
-    command.output().expect("the binary runs")
-}
-
-/// `roster-sync ARGS… --values … --api-base … --output-dir DIR --audit-repo … --report …`
-/// with this sandbox's paths (the values file is not written).
-fn command_with(sandbox: &Sandbox, args: &[&str], api_base: &str, output_dir: &Path) -> Command {
-    let mut command = sandbox.invocation(args, api_base, output_dir);
-    command.arg("--report").arg(sandbox.report_path());
-    command
-}
-
-/// `roster-sync ARGS…` on the bundled fixtures with the bundled values file.
-fn fixture_command(sandbox: &Sandbox, args: &[&str]) -> Command {
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
-    command_with(
-        sandbox,
-        args,
-        &common::fixture_api_base(),
-        &sandbox.output_dir(),
-    )
 }
 
 /// The same command run by `sh` under another umask.
@@ -261,7 +235,7 @@ fn campus_uid(enrollment: &Value) -> String {
 /// `file://` base and the students file that course should now have.
 fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
     let sis = sandbox.path("sis-changed");
-    copy_dir(&common::fixtures().join("sis"), &sis);
+    copy_dir(&support::fixtures().join("sis"), &sis);
     let page_path = sis.join("enrollments/2202/14552/page-1.json");
     let mut page: Value = serde_json::from_str(&fs::read_to_string(&page_path).unwrap()).unwrap();
     let lab: Value = serde_json::from_str(
@@ -312,7 +286,7 @@ fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
     fs::write(&page_path, serde_json::to_vec_pretty(&page).unwrap()).unwrap();
 
     let before =
-        String::from_utf8(common::expected_fixture_files()[&students(CHANGED)].clone()).unwrap();
+        String::from_utf8(support::expected_fixture_files()[&students(CHANGED)].clone()).unwrap();
     let mut roster: BTreeSet<String> = before.lines().map(str::to_string).collect();
     for address in &removed {
         assert!(roster.remove(address), "{address} was a student before");
@@ -323,8 +297,8 @@ fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
 }
 
 /// Runs the fixture sync and asserts it succeeded.
-fn synced(sandbox: &Sandbox) -> Output {
-    let output = run(&mut sandbox.sync_fixtures());
+fn synced(sandbox: &Sandbox) -> Run {
+    let output = sandbox.run(&mut sandbox.sync_fixtures());
     assert_exit(&output, 0);
     output
 }
@@ -334,11 +308,11 @@ fn synced(sandbox: &Sandbox) -> Output {
 
 #[test]
 fn fixture_run_writes_the_expected_rosters_modes_and_report() {
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     assert_eq!(expected.len(), 8, "the expected fixture rosters");
     for umask in ["077", "000"] {
         let sandbox = Sandbox::new();
-        let output = run(&mut under_umask(&sandbox.sync_fixtures(), umask));
+        let output = sandbox.run(&mut under_umask(&sandbox.sync_fixtures(), umask));
         assert_exit(&output, 0);
 
         assert_eq!(sandbox.roster_files(), expected, "umask {umask}");
@@ -402,7 +376,7 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
     assert_eq!(sandbox.commit_count(), 1);
 
     // The tree: flat, regular blobs, exactly the roster files, byte for byte.
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     for line in sandbox.git(&["ls-tree", "main"]).lines() {
         assert!(line.starts_with("100644 blob "), "{line}");
     }
@@ -457,9 +431,16 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
         "main",
     ]);
     assert!(!run_id.trim().is_empty(), "a run id trailer:\n{body}");
-    if let Some(report_run_id) = sandbox.report()["run_id"].as_str() {
-        assert_eq!(run_id.trim(), report_run_id);
-    }
+    let report = sandbox.report();
+    let report_run_id = report["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a run_id in the report: {report}"));
+    assert!(!report_run_id.is_empty(), "{report}");
+    assert_eq!(
+        run_id.trim(),
+        report_run_id,
+        "the trailer is the report's run id"
+    );
     let version = sandbox.git(&[
         "log",
         "-1",
@@ -496,7 +477,7 @@ fn second_run_commits_nothing_and_rewrites_no_file() {
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["commit"], Value::Null);
     assert_eq!(report["drift"], 0);
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     assert_eq!(course_keys(&report), fixture_keys());
     for course in courses(&report) {
         let key = course["key"].as_str().unwrap();
@@ -516,7 +497,7 @@ fn changed_enrollment_page_makes_one_commit_with_the_right_counts() {
     let first_head = head(&sandbox);
     let (api_base, new_students) = changed_fixtures(&sandbox);
 
-    let output = run(&mut sandbox.sync(&api_base));
+    let output = sandbox.run(&mut sandbox.sync(&api_base));
     assert_exit(&output, 0);
     assert_eq!(sandbox.commit_count(), 2);
     assert_eq!(sandbox.git(&["rev-parse", "main~1"]).trim(), first_head);
@@ -544,7 +525,7 @@ fn changed_enrollment_page_makes_one_commit_with_the_right_counts() {
         "{line}"
     );
 
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     for course in courses(&report) {
         let key = course["key"].as_str().unwrap();
         let s = lines(&expected[&students(key)]);
@@ -576,7 +557,7 @@ fn include_waitlisted_by_flag_or_environment_adds_the_waitlist() {
         } else {
             command.env("ROSTER_SYNC_INCLUDE_WAITLISTED", how);
         }
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         assert_eq!(sandbox.roster_files(), expected, "{how}");
         let report = sandbox.report();
         assert_eq!(course_keys(&report), fixture_keys());
@@ -590,10 +571,10 @@ fn include_waitlisted_by_flag_or_environment_adds_the_waitlist() {
         let sandbox = Sandbox::new();
         let mut command = sandbox.sync_fixtures();
         command.env("ROSTER_SYNC_INCLUDE_WAITLISTED", how);
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         assert_eq!(
             sandbox.roster_files(),
-            common::expected_fixture_files(),
+            support::expected_fixture_files(),
             "{how}"
         );
     }
@@ -606,7 +587,7 @@ fn waitlisted_student_without_address_is_not_counted_in_no_email() {
     let sandbox = Sandbox::new();
     let mut command = sandbox.sync_fixtures();
     command.arg("--include-waitlisted");
-    assert_exit(&run(&mut command), 0);
+    assert_exit(&sandbox.run(&mut command), 0);
     let no_email = expected_json("no_email.json");
     for (key, _) in COURSES {
         assert_eq!(
@@ -622,10 +603,10 @@ fn waitlisted_student_without_address_is_not_counted_in_no_email() {
 
 #[test]
 fn plan_and_dry_run_create_nothing_when_nothing_exists() {
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     for args in [&["plan"][..], &["sync", "--dry-run"], &["--dry-run"]] {
         let sandbox = Sandbox::new();
-        let output = run(&mut fixture_command(&sandbox, args));
+        let output = sandbox.run(&mut sandbox.fixture_job(args));
         assert_exit(&output, 0);
         assert!(!sandbox.output_dir().exists(), "{args:?}: no output dir");
         assert!(!sandbox.audit_repo().exists(), "{args:?}: no audit repo");
@@ -652,14 +633,9 @@ fn plan_and_dry_run_predict_an_update_and_change_nothing() {
     let (api_base, new_students) = changed_fixtures(&sandbox);
     let files = inodes_and_bytes(&sandbox.output_dir());
     let audit = snapshot(&sandbox.audit_repo());
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     for args in [&["plan"][..], &["sync", "--dry-run"]] {
-        let output = run(&mut command_with(
-            &sandbox,
-            args,
-            &api_base,
-            &sandbox.output_dir(),
-        ));
+        let output = sandbox.run(&mut sandbox.job(args, &api_base));
         assert_exit(&output, 0);
         assert_eq!(
             inodes_and_bytes(&sandbox.output_dir()),
@@ -694,22 +670,28 @@ fn plan_and_dry_run_predict_an_update_and_change_nothing() {
 // 7. check
 
 fn check(sandbox: &Sandbox, api_base: &str) -> Command {
-    sandbox.subcommand("check", api_base)
+    sandbox.job_at(
+        &["check"],
+        api_base,
+        &sandbox.output_dir(),
+        &sandbox.audit_repo(),
+        None,
+    )
 }
 
 #[test]
 fn check_validates_without_network_or_side_effects() {
     let sandbox = Sandbox::new();
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
-    let output = run(&mut check(&sandbox, &common::fixture_api_base()));
+    sandbox.copy_fixture_values();
+    let output = sandbox.run(&mut check(&sandbox, &support::fixture_api_base()));
     assert_exit(&output, 0);
     assert!(!sandbox.output_dir().exists());
     assert!(!sandbox.audit_repo().exists());
 
     // Missing credentials for a live base: exit 2, every variable named.
-    let output = run(&mut check(&sandbox, "https://example.invalid"));
+    let output = sandbox.run(&mut check(&sandbox, "https://example.invalid"));
     assert_exit(&output, 2);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = output.stdout.as_str();
     for var in CREDENTIAL_VARS {
         assert!(stdout.contains(var), "{var} in:\n{stdout}");
     }
@@ -718,13 +700,13 @@ fn check_validates_without_network_or_side_effects() {
     for var in CREDENTIAL_VARS {
         command.env(var, "test-value");
     }
-    assert_exit(&run(&mut command), 0);
+    assert_exit(&sandbox.run(&mut command), 0);
     assert!(!sandbox.output_dir().exists());
     assert!(!sandbox.audit_repo().exists());
 
     // A bad values file.
     sandbox.write_values("custom:\n  profiles:\n    2019-fall-1: [\n  b: c\n");
-    let output = run(&mut check(&sandbox, &common::fixture_api_base()));
+    let output = sandbox.run(&mut check(&sandbox, &support::fixture_api_base()));
     assert_exit(&output, 2);
     assert!(!sandbox.output_dir().exists());
     assert!(!sandbox.audit_repo().exists());
@@ -736,7 +718,7 @@ fn check_validates_without_network_or_side_effects() {
 /// Runs a sync that must stop with a configuration error; returns the report's error.
 #[track_caller]
 fn assert_config_error(sandbox: &Sandbox, command: &mut Command, what: &str) -> String {
-    let output = run(command);
+    let output = sandbox.run(command);
     assert_exit(&output, 2);
     assert!(!sandbox.output_dir().exists(), "{what}: no output dir");
     assert!(!sandbox.audit_repo().exists(), "{what}: no audit repo");
@@ -762,7 +744,7 @@ fn missing_values_file_is_a_configuration_error() {
     let sandbox = Sandbox::new();
     let error = assert_config_error(
         &sandbox,
-        &mut sandbox.sync(&common::fixture_api_base()),
+        &mut sandbox.sync(&support::fixture_api_base()),
         "missing values",
     );
     assert!(
@@ -777,7 +759,7 @@ fn yaml_syntax_error_names_the_file_and_line() {
     sandbox.write_values("custom:\n  profiles:\n    2019-fall-1: [\n  b: c\n");
     let error = assert_config_error(
         &sandbox,
-        &mut sandbox.sync(&common::fixture_api_base()),
+        &mut sandbox.sync(&support::fixture_api_base()),
         "yaml syntax",
     );
     assert!(
@@ -796,7 +778,7 @@ fn profiles_that_are_a_list_are_a_configuration_error() {
     sandbox.write_values("custom:\n  profiles:\n    - 2019-fall-23970\n");
     let error = assert_config_error(
         &sandbox,
-        &mut sandbox.sync(&common::fixture_api_base()),
+        &mut sandbox.sync(&support::fixture_api_base()),
         "profiles list",
     );
     assert!(
@@ -809,7 +791,7 @@ fn profiles_that_are_a_list_are_a_configuration_error() {
 #[test]
 fn unsupported_api_base_scheme_is_a_configuration_error() {
     let sandbox = Sandbox::new();
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
+    sandbox.copy_fixture_values();
     let error = assert_config_error(&sandbox, &mut sandbox.sync("ftp://x"), "ftp api base");
     assert!(error.contains("ftp://x"), "{error}");
 }
@@ -817,7 +799,7 @@ fn unsupported_api_base_scheme_is_a_configuration_error() {
 #[test]
 fn missing_credentials_stop_before_any_connection() {
     let sandbox = Sandbox::new();
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
+    sandbox.copy_fixture_values();
     let error = assert_config_error(
         &sandbox,
         &mut sandbox.sync("https://127.0.0.1:1"),
@@ -841,13 +823,13 @@ fn null_empty_or_absent_profiles_mean_no_courses_and_a_warning() {
         let sandbox = Sandbox::new();
         sandbox.write_values(yaml);
         // No courses need no credentials, even for a live base.
-        let output = run(&mut sandbox.sync("https://127.0.0.1:1"));
+        let output = sandbox.run(&mut sandbox.sync("https://127.0.0.1:1"));
         assert_exit(&output, 0);
         let report = sandbox.report();
         assert_eq!(report["outcome"], "success", "{yaml}");
         assert!(courses(&report).is_empty(), "{yaml}: {report}");
         assert_eq!(report["requests"]["total"], 0);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = output.stderr.as_str();
         assert!(stderr.contains("WARN"), "{yaml}: a warning in:\n{stderr}");
     }
 }
@@ -859,7 +841,7 @@ fn null_profiles_keep_existing_rosters() {
     let first_head = head(&sandbox);
     let files = inodes_and_bytes(&sandbox.output_dir());
     sandbox.write_values("custom: {profiles: null}\n");
-    let output = run(&mut sandbox.sync(&common::fixture_api_base()));
+    let output = sandbox.run(&mut sandbox.sync(&support::fixture_api_base()));
     assert_exit(&output, 0);
     assert_eq!(inodes_and_bytes(&sandbox.output_dir()), files);
     assert_eq!(head(&sandbox), first_head);
@@ -908,7 +890,7 @@ fn nested(path: &str, body: &str) -> String {
 #[test]
 fn profiles_are_found_under_each_default_path_and_an_explicit_key() {
     const KEY: &str = "2022-summer-04321";
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     let only_key = |sandbox: &Sandbox, key: &str, what: &str| {
         let report = sandbox.report();
         assert_eq!(
@@ -933,7 +915,10 @@ fn profiles_are_found_under_each_default_path_and_an_explicit_key() {
             path,
             &format!("{KEY}:\n  mem_limit: 1G\nastr-128-admins:\n  users: [a]\n"),
         ));
-        assert_exit(&run(&mut sandbox.sync(&common::fixture_api_base())), 0);
+        assert_exit(
+            &sandbox.run(&mut sandbox.sync(&support::fixture_api_base())),
+            0,
+        );
         only_key(&sandbox, KEY, path);
     }
 
@@ -946,19 +931,22 @@ fn profiles_are_found_under_each_default_path_and_an_explicit_key() {
     );
     let sandbox = Sandbox::new();
     sandbox.write_values(&both);
-    assert_exit(&run(&mut sandbox.sync(&common::fixture_api_base())), 0);
+    assert_exit(
+        &sandbox.run(&mut sandbox.sync(&support::fixture_api_base())),
+        0,
+    );
     only_key(&sandbox, KEY, "default order");
 
     for how in ["flag", "env"] {
         let sandbox = Sandbox::new();
         sandbox.write_values(&both);
-        let mut command = sandbox.sync(&common::fixture_api_base());
+        let mut command = sandbox.sync(&support::fixture_api_base());
         if how == "flag" {
             command.args(["--profiles-key", "jupyterhub.custom.profiles"]);
         } else {
             command.env("ROSTER_SYNC_PROFILES_KEY", "jupyterhub.custom.profiles");
         }
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         only_key(&sandbox, OTHER, how);
     }
 }
@@ -973,11 +961,12 @@ fn path_like_profile_keys_are_skipped_and_nothing_escapes() {
     ));
     // Deep enough that every `..` above stays inside the sandbox.
     let output_dir = sandbox.path("a/b/c/profiles.d");
-    let output = run(&mut command_with(
-        &sandbox,
+    let output = sandbox.run(&mut sandbox.job_at(
         &["sync"],
-        &common::fixture_api_base(),
+        &support::fixture_api_base(),
         &output_dir,
+        &sandbox.audit_repo(),
+        Some(&sandbox.report_path()),
     ));
     assert_exit(&output, 0);
     let report = sandbox.report();
@@ -1019,17 +1008,17 @@ fn path_like_profile_keys_are_skipped_and_nothing_escapes() {
 #[test]
 fn every_option_can_come_from_the_environment() {
     let sandbox = Sandbox::new();
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
+    sandbox.copy_fixture_values();
     let mut command = sandbox.command();
     command
         .arg("sync")
         .env("ROSTER_SYNC_VALUES", sandbox.values())
-        .env("ROSTER_SYNC_API_BASE", common::fixture_api_base())
+        .env("ROSTER_SYNC_API_BASE", support::fixture_api_base())
         .env("ROSTER_SYNC_OUTPUT_DIR", sandbox.output_dir())
         .env("ROSTER_SYNC_AUDIT_REPO", sandbox.audit_repo())
         .env("ROSTER_SYNC_REPORT", sandbox.report_path());
-    assert_exit(&run(&mut command), 0);
-    assert_eq!(sandbox.roster_files(), common::expected_fixture_files());
+    assert_exit(&sandbox.run(&mut command), 0);
+    assert_eq!(sandbox.roster_files(), support::expected_fixture_files());
     assert_eq!(sandbox.commit_count(), 1);
     assert_eq!(sandbox.report()["commit"], head(&sandbox).as_str());
 }
@@ -1044,8 +1033,8 @@ fn a_flag_wins_over_its_variable() {
         .env("ROSTER_SYNC_OUTPUT_DIR", sandbox.path("env-output"))
         .env("ROSTER_SYNC_AUDIT_REPO", sandbox.path("env-audit"))
         .env("ROSTER_SYNC_REPORT", sandbox.path("env-report.json"));
-    assert_exit(&run(&mut command), 0);
-    assert_eq!(sandbox.roster_files(), common::expected_fixture_files());
+    assert_exit(&sandbox.run(&mut command), 0);
+    assert_eq!(sandbox.roster_files(), support::expected_fixture_files());
     assert_eq!(sandbox.commit_count(), 1);
     assert_eq!(sandbox.report()["outcome"], "success");
     for unused in ["env-output", "env-audit", "env-report.json"] {
@@ -1057,7 +1046,7 @@ fn a_flag_wins_over_its_variable() {
     command
         .args(["--profiles-key", "custom.profiles"])
         .env("ROSTER_SYNC_PROFILES_KEY", "no.such.path");
-    assert_exit(&run(&mut command), 0);
+    assert_exit(&sandbox.run(&mut command), 0);
     assert_eq!(course_keys(&sandbox.report()), fixture_keys());
 }
 
@@ -1067,7 +1056,7 @@ fn switches_from_the_environment_accept_true_false_1_0() {
         let sandbox = Sandbox::new();
         let mut command = sandbox.sync_fixtures();
         command.env("ROSTER_SYNC_DRY_RUN", value);
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         assert!(!sandbox.output_dir().exists(), "DRY_RUN={value}");
         assert!(!sandbox.audit_repo().exists(), "DRY_RUN={value}");
         assert_eq!(sandbox.report()["dry_run"], true, "DRY_RUN={value}");
@@ -1076,10 +1065,10 @@ fn switches_from_the_environment_accept_true_false_1_0() {
         let sandbox = Sandbox::new();
         let mut command = sandbox.sync_fixtures();
         command.env("ROSTER_SYNC_DRY_RUN", value);
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         assert_eq!(
             sandbox.roster_files(),
-            common::expected_fixture_files(),
+            support::expected_fixture_files(),
             "DRY_RUN={value}"
         );
         assert_eq!(sandbox.commit_count(), 1, "DRY_RUN={value}");
@@ -1089,13 +1078,13 @@ fn switches_from_the_environment_accept_true_false_1_0() {
 
 #[test]
 fn options_stand_before_or_after_the_command_or_without_one() {
-    let expected = common::expected_fixture_files();
+    let expected = support::expected_fixture_files();
     let options = |sandbox: &Sandbox| -> Vec<std::ffi::OsString> {
         vec![
             "--values".into(),
             sandbox.values().into(),
             "--api-base".into(),
-            common::fixture_api_base().into(),
+            support::fixture_api_base().into(),
             "--output-dir".into(),
             sandbox.output_dir().into(),
             "--audit-repo".into(),
@@ -1106,21 +1095,21 @@ fn options_stand_before_or_after_the_command_or_without_one() {
     };
     for placement in ["before", "after", "none"] {
         let sandbox = Sandbox::new();
-        fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
+        sandbox.copy_fixture_values();
         let mut command = sandbox.command();
         match placement {
             "before" => command.args(options(&sandbox)).arg("sync"),
             "after" => command.arg("sync").args(options(&sandbox)),
             _ => command.args(options(&sandbox)),
         };
-        assert_exit(&run(&mut command), 0);
+        assert_exit(&sandbox.run(&mut command), 0);
         assert_eq!(sandbox.roster_files(), expected, "{placement}");
         assert_eq!(sandbox.commit_count(), 1, "{placement}");
     }
     // A switch before `plan` and after it.
     for args in [&["--dry-run", "sync"][..], &["sync", "--dry-run"]] {
         let sandbox = Sandbox::new();
-        assert_exit(&run(&mut fixture_command(&sandbox, args)), 0);
+        assert_exit(&sandbox.run(&mut sandbox.fixture_job(args)), 0);
         assert!(!sandbox.output_dir().exists(), "{args:?}");
         assert_eq!(sandbox.report()["dry_run"], true, "{args:?}");
     }
@@ -1130,41 +1119,91 @@ fn options_stand_before_or_after_the_command_or_without_one() {
 // 11. help and version
 
 #[test]
-fn help_mentions_every_command_option_and_exit_code() {
+fn each_commands_help_is_complete_on_its_own() {
     let sandbox = Sandbox::new();
-    let output = run(sandbox.command().arg("--help"));
-    assert_exit(&output, 0);
-    let help = String::from_utf8_lossy(&output.stdout);
-    for word in [
-        "sync",
-        "plan",
-        "check",
-        "verify",
-        "history",
+    let help = |args: &[&str]| {
+        let output = sandbox.run(sandbox.command().args(args));
+        assert_exit(&output, 0);
+        output.stdout
+    };
+    let top = help(&["--help"]);
+    for command in ["sync", "plan", "check", "verify", "history"] {
+        assert!(top.contains(command), "{command} in --help:\n{top}");
+    }
+    let job = [
         "--values",
         "--output-dir",
         "--audit-repo",
         "--api-base",
+        "--concurrency",
         "--approve",
         "--prune",
-        "--dry-run",
-        "--report",
         "--include-waitlisted",
-    ] {
-        assert!(help.contains(word), "{word} in --help:\n{help}");
+        "--hub-api",
+    ];
+    // (command, options its help lists, options it must not list, its exit codes)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [i32]);
+    let cases: [Case; 5] = [
+        (
+            "sync",
+            &[&job[..], &["--dry-run", "--report"]].concat(),
+            &["--member"],
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        ),
+        (
+            "plan",
+            &[&job[..], &["--report"]].concat(),
+            &["--dry-run", "--member"],
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        ),
+        ("check", &job, &["--report", "--member"], &[0, 2]),
+        (
+            "verify",
+            &["--output-dir", "--audit-repo"],
+            &["--values", "--approve"],
+            &[0, 1, 5],
+        ),
+        (
+            "history",
+            &["--audit-repo", "--course", "--member", "--since"],
+            &["--concurrency", "--approve", "--output-dir"],
+            &[0, 2, 5],
+        ),
+    ];
+    for (command, present, absent, codes) in cases {
+        let text = help(&[command, "--help"]);
+        let lists = |option: &str| {
+            text.lines().any(|line| {
+                let rest = line.trim_start().strip_prefix(option);
+                rest.is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+            })
+        };
+        for option in present {
+            assert!(lists(option), "{option} in {command} --help:\n{text}");
+        }
+        for option in absent {
+            assert!(!lists(option), "{option} not in {command} --help:\n{text}");
+        }
+        let at = text
+            .find("Exit codes")
+            .unwrap_or_else(|| panic!("exit codes in {command} --help:\n{text}"));
+        let listed: Vec<i32> = text[at..]
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.trim_start().split_once("  ")?.0.parse().ok())
+            .collect();
+        assert_eq!(listed, codes, "{command} --help exit codes:\n{text}");
     }
-    let lower = help.to_lowercase();
-    let at = lower
-        .find("exit code")
-        .unwrap_or_else(|| panic!("exit codes in --help:\n{help}"));
-    let codes = &help[at..];
-    for code in 0..=6 {
-        assert!(codes.contains(&format!("{code} ")), "exit code {code}");
-    }
+    assert!(
+        help(&["sync", "--help"]).contains("SIS_CLASSES_KEY"),
+        "credentials in sync --help"
+    );
+    assert!(
+        help(&["sync", "--help"]).contains("1-64"),
+        "ranges in sync --help"
+    );
 
-    let output = run(sandbox.command().arg("--version"));
-    assert_exit(&output, 0);
-    let version = String::from_utf8_lossy(&output.stdout);
+    let version = help(&["--version"]);
     assert!(
         version.contains(env!("CARGO_PKG_VERSION")),
         "--version: {version}"
@@ -1190,27 +1229,24 @@ fn debug_logs_never_contain_an_address() {
         command
             .env("RUST_LOG", "debug")
             .args(["--log-format", format]);
-        let output = run(&mut command);
+        let output = sandbox.run(&mut command);
         assert_exit(&output, 0);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = output.stderr.as_str();
         assert!(
             stderr.contains("DEBUG") || stderr.contains("debug"),
             "{stderr}"
         );
-        assert_no_address(&stderr, &format!("{format} stderr"));
-        assert_no_address(&String::from_utf8_lossy(&output.stdout), "stdout");
+        assert_no_address(stderr, &format!("{format} stderr"));
+        assert_no_address(&output.stdout, "stdout");
     }
     // A run that adds and removes members logs no address either.
     let (api_base, _) = changed_fixtures(&sandbox);
     let mut command = sandbox.sync(&api_base);
     command.env("RUST_LOG", "debug");
-    let output = run(&mut command);
+    let output = sandbox.run(&mut command);
     assert_exit(&output, 0);
     assert_eq!(sandbox.commit_count(), 2);
-    assert_no_address(
-        &String::from_utf8_lossy(&output.stderr),
-        "stderr of an update",
-    );
+    assert_no_address(&output.stderr, "stderr of an update");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1219,30 +1255,27 @@ fn debug_logs_never_contain_an_address() {
 #[test]
 fn report_dash_writes_the_json_report_to_stdout() {
     let sandbox = Sandbox::new();
-    fs::copy(common::fixtures().join("values.yaml"), sandbox.values()).unwrap();
-    let mut command = sandbox.command();
+    sandbox.copy_fixture_values();
+    let mut command = sandbox.job_at(
+        &["sync"],
+        &support::fixture_api_base(),
+        &sandbox.output_dir(),
+        &sandbox.audit_repo(),
+        None,
+    );
     command
         .current_dir(sandbox.dir.path())
-        .arg("sync")
-        .arg("--values")
-        .arg(sandbox.values())
-        .arg("--api-base")
-        .arg(common::fixture_api_base())
-        .arg("--output-dir")
-        .arg(sandbox.output_dir())
-        .arg("--audit-repo")
-        .arg(sandbox.audit_repo())
         .args(["--report", "-"]);
-    let output = run(&mut command);
+    let output = sandbox.run(&mut command);
     assert_exit(&output, 0);
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+    let report: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|error| {
         panic!(
             "stdout is the JSON report ({error}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
+            output.stdout.as_str()
         )
     });
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["commit"], head(&sandbox).as_str());
-    assert_fixture_courses_created(&report, &common::expected_fixture_files());
+    assert_fixture_courses_created(&report, &support::expected_fixture_files());
     assert!(!sandbox.path("-").exists(), "no file named -");
 }

@@ -11,7 +11,8 @@
 //! a violation, so tests assert `violations()` is empty; injected faults are consumed in
 //! order, per path pattern, before the normal answer is served.
 //!
-//! The benchmark (`bench/emulator`) includes this file with `#[path]`, so there is one copy.
+//! This is the library of the `sis-emulator` crate: the end-to-end tests (`tests/e2e`) use it
+//! as a dev-dependency and the benchmark's `sis-emulator` binary (`src/main.rs`) serves it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
