@@ -238,10 +238,8 @@ pub fn lock(path: &Path) -> Result<RunLock, AuditError> {
     if fs::symlink_metadata(path).is_ok() && AuditRepo::open_existing(path)?.is_none() {
         claimable(path)?;
     }
-    {
-        let _umask = RepoUmask::set();
-        fs::create_dir_all(path).map_err(io_error(path, "create the directory"))?;
-    }
+    let _umask = RepoUmask::set();
+    fs::create_dir_all(path).map_err(io_error(path, "create the directory"))?;
     let lock_path = path.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -280,6 +278,7 @@ impl AuditRepo {
         if claimable(path)? {
             remove_stale_git_locks(path, lock)?;
         } else {
+            let _umask = RepoUmask::set();
             File::create(&marker).map_err(io_error(&marker, "create"))?;
         }
         let repo = {
@@ -568,13 +567,13 @@ fn claimable(path: &Path) -> Result<bool, AuditError> {
     Ok(false)
 }
 
-/// Root files whose `.lock` libgit2 may leave when killed while writing them.
-const ROOT_LOCKS: [&str; 3] = ["HEAD.lock", "config.lock", "packed-refs.lock"];
+/// Root files whose `.lock` libgit2 may leave when killed while writing them (`index`
+/// too: a bare repository has none, but libgit2 and git tools may write one in it).
+const ROOT_LOCKS: [&str; 4] = ["HEAD.lock", "config.lock", "packed-refs.lock", "index.lock"];
 
 /// Removes what libgit2 itself can leave in a bare repository when a run is killed
-/// mid-write, and nothing else: `HEAD.lock`, `config.lock`, `packed-refs.lock`, `*.lock`
-/// below `refs/` and `logs/`, `tmp_object_git2_*` in `objects/` and `_git2_*` at the
-/// root. Only call while holding the run lock, on a repository [`lock`] accepted (a
+/// mid-write, and nothing else: the root locks of [`ROOT_LOCKS`], `*.lock` below `refs/`
+/// and `logs/`, `tmp_object_git2_*` in `objects/` and `_git2_*` at the root. Only call while holding the run lock, on a repository [`lock`] accepted (a
 /// bare one, or a creation of ours). Returns what was removed, relative to the
 /// repository.
 pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBuf>, AuditError> {
