@@ -8,13 +8,19 @@
 //! leaves the old or the new commit as HEAD. One run at a time holds
 //! `roster-sync.lock` (flock, released by the kernel when the process dies); holding
 //! it, a run may delete lock files that a killed run left.
+//!
+//! The repository is ours alone: the job reads and writes `refs/heads/main` by name,
+//! refuses a non-bare repository, a work tree, a `.git` file and a history without
+//! `main` before it touches anything, and libgit2 is cut off from the machine's git
+//! configuration and templates ([`isolate`]).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions, Signature};
+use git2::{ConfigLevel, ErrorCode, Oid, Repository, RepositoryInitOptions, Signature};
 
 use crate::tree::Tree;
 
@@ -29,6 +35,84 @@ pub struct Author {
 /// Present while roster-sync creates the repository (see [`AuditRepo::open_or_init`]).
 const INIT_MARKER: &str = "roster-sync.init";
 const BRANCH: &str = "main";
+const MAIN_REF: &str = "refs/heads/main";
+
+/// Cuts libgit2 off from the machine: no system, global (`~/.gitconfig`), XDG or
+/// ProgramData configuration is read (so a broken or hostile one changes nothing, and an
+/// unreadable `HOME` is never looked into), and every object, ref and index write is
+/// fsynced, so a power cut cannot leave `main` naming objects that never reached the
+/// disk. Templates are switched off per repository creation ([`AuditRepo::open_or_init`]).
+///
+/// The options are process-wide; the first call sets them and later calls return the
+/// first call's verdict. `lib::run` calls it at startup, before any repository is
+/// opened; the opening functions below call it too, so no path opens a repository with
+/// the machine's configuration.
+pub fn isolate() -> Result<(), git2::Error> {
+    static VERDICT: OnceLock<Result<(), String>> = OnceLock::new();
+    VERDICT
+        .get_or_init(|| {
+            for level in [
+                ConfigLevel::System,
+                ConfigLevel::Global,
+                ConfigLevel::XDG,
+                ConfigLevel::ProgramData,
+            ] {
+                // SAFETY: `set_search_path` mutates libgit2's global search paths and is
+                // not synchronised against other libgit2 calls. It runs inside
+                // `OnceLock::get_or_init`, once, and every function of this module that
+                // opens or creates a repository waits for it first; nothing else in the
+                // crate calls libgit2.
+                unsafe { git2::opts::set_search_path(level, "") }
+                    .map_err(|error| error.message().to_string())?;
+            }
+            // SAFETY: as above, a process-wide option set once before any repository is
+            // opened. `GIT_OPT_ENABLE_FSYNC_GITDIR` takes one `int` argument (libgit2's
+            // `git_libgit2_opts` documentation), which is what is passed.
+            let status = unsafe {
+                libgit2_sys::git_libgit2_opts(
+                    libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                    1 as std::ffi::c_int,
+                )
+            };
+            if status < 0 {
+                return Err(git2::Error::last_error(status).message().to_string());
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(|message| git2::Error::from_str(&message))
+}
+
+fn isolated(path: &Path) -> Result<(), AuditError> {
+    isolate().map_err(git_error(
+        path,
+        "shut out the machine's git configuration (libgit2 options)",
+    ))
+}
+
+/// The umask under which the audit repository is created and written: directories
+/// 0750, files 0640 (objects 0440), whatever umask the job was started with.
+const REPO_UMASK: libc::mode_t = 0o027;
+
+/// Sets [`REPO_UMASK`] while alive and restores the previous umask when dropped. The
+/// umask is per process: the job creates and commits to the repository from its main
+/// thread while no other thread creates files (the fetch workers have finished or not
+/// started), so nothing else is created under it.
+struct RepoUmask(libc::mode_t);
+
+impl RepoUmask {
+    fn set() -> RepoUmask {
+        // SAFETY: umask(2) cannot fail and touches no memory.
+        RepoUmask(unsafe { libc::umask(REPO_UMASK) })
+    }
+}
+
+impl Drop for RepoUmask {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::umask(self.0) };
+    }
+}
 
 #[derive(Debug)]
 pub enum AuditError {
@@ -48,6 +132,12 @@ pub enum AuditError {
     },
     NotARepository {
         path: PathBuf,
+    },
+    /// A repository or directory that is not a bare repository of ours: a work tree,
+    /// a `.git` file, a non-bare repository, or history without `main` (exit 5).
+    Foreign {
+        path: PathBuf,
+        what: &'static str,
     },
 }
 
@@ -95,6 +185,13 @@ impl fmt::Display for AuditError {
                  point --audit-repo at an empty or missing directory",
                 path.display()
             ),
+            AuditError::Foreign { path, what } => write!(
+                f,
+                "audit repository {}: {what}; nothing in it was changed. Point \
+                 --audit-repo at roster-sync's own bare repository, or at a missing or \
+                 empty directory for a new one",
+                path.display()
+            ),
         }
     }
 }
@@ -130,7 +227,15 @@ pub struct RunLock {
 }
 
 /// Creates the repository directory if needed and takes the run lock without waiting.
+///
+/// A directory that is not ours (a work tree, a non-bare repository, a history without
+/// `main`, or anything else that is neither a repository nor empty) is refused before
+/// the lock file is created in it.
 pub fn lock(path: &Path) -> Result<RunLock, AuditError> {
+    if fs::symlink_metadata(path).is_ok() && AuditRepo::open_existing(path)?.is_none() {
+        claimable(path)?;
+    }
+    let _umask = RepoUmask::set();
     fs::create_dir_all(path).map_err(io_error(path, "create the directory"))?;
     let lock_path = path.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -164,26 +269,26 @@ impl AuditRepo {
         let marker = path.join(INIT_MARKER);
         if let Some(repo) = Self::open_existing(path)? {
             remove_if_present(&marker)?;
+            repo.adopt(lock)?;
             return Ok(repo);
         }
-        if marker.exists() {
+        if claimable(path)? {
             remove_stale_git_locks(path, lock)?;
         } else {
-            for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
-                let name = entry.map_err(io_error(path, "list"))?.file_name();
-                if name != LOCK_FILE && name != "lost+found" {
-                    return Err(AuditError::NotARepository {
-                        path: path.to_path_buf(),
-                    });
-                }
-            }
+            let _umask = RepoUmask::set();
             File::create(&marker).map_err(io_error(&marker, "create"))?;
         }
-        let repo = Repository::init_opts(
-            path,
-            RepositoryInitOptions::new().bare(true).initial_head(BRANCH),
-        )
-        .map_err(git_error(path, "create it"))?;
+        let repo = {
+            let _umask = RepoUmask::set();
+            Repository::init_opts(
+                path,
+                RepositoryInitOptions::new()
+                    .bare(true)
+                    .initial_head(BRANCH)
+                    .external_template(false),
+            )
+            .map_err(git_error(path, "create it"))?
+        };
         remove_if_present(&marker)?;
         log::info!("created the audit repository {}", path.display());
         Ok(AuditRepo {
@@ -192,29 +297,86 @@ impl AuditRepo {
         })
     }
 
-    /// Opens the repository if there is one; creates nothing.
+    /// Points the `HEAD` of a repository without commits at `main` (one that someone
+    /// else created with `git init --bare`, say), so that `git log` shows what we commit.
+    fn adopt(&self, _lock: &RunLock) -> Result<(), AuditError> {
+        let head = self.repo.find_reference("HEAD").ok();
+        let target = head
+            .as_ref()
+            .and_then(|head| head.symbolic_target().ok().flatten());
+        if target == Some(MAIN_REF) || self.main()?.is_some() {
+            return Ok(());
+        }
+        let _umask = RepoUmask::set();
+        self.repo
+            .set_head(MAIN_REF)
+            .map_err(git_error(&self.path, "point HEAD at main"))?;
+        log::info!(
+            "audit repository {}: no commits yet; HEAD now points at main",
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    /// Opens the repository if there is one; creates nothing. A work tree, a `.git`
+    /// file, a non-bare repository and a history without `main` are refused.
     pub fn open_existing(path: &Path) -> Result<Option<Self>, AuditError> {
-        match Repository::open(path) {
-            Ok(repo) => Ok(Some(AuditRepo {
-                repo,
+        isolated(path)?;
+        let foreign = |what| {
+            Err(AuditError::Foreign {
                 path: path.to_path_buf(),
-            })),
+                what,
+            })
+        };
+        if fs::symlink_metadata(path.join(".git")).is_ok() {
+            return foreign(
+                "it holds a .git file or directory, so it is a work tree, not a bare \
+                 repository",
+            );
+        }
+        let repo = match Repository::open(path) {
+            Ok(repo) => repo,
+            Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
+            Err(error) => return Err(git_error(path, "open it")(error)),
+        };
+        if !repo.is_bare() || repo.is_worktree() {
+            return foreign("it is not a bare repository (it has a work tree)");
+        }
+        let repo = AuditRepo {
+            repo,
+            path: path.to_path_buf(),
+        };
+        if repo.main()?.is_none() && repo.has_history()? {
+            return foreign("it has commits but no branch main (roster-sync records on main only)");
+        }
+        Ok(Some(repo))
+    }
+
+    /// `refs/heads/main`, if it exists.
+    fn main(&self) -> Result<Option<git2::Reference<'_>>, AuditError> {
+        match self.repo.find_reference(MAIN_REF) {
+            Ok(main) => Ok(Some(main)),
             Err(error) if error.code() == ErrorCode::NotFound => Ok(None),
-            Err(error) => Err(git_error(path, "open it")(error)),
+            Err(error) => Err(git_error(&self.path, "read refs/heads/main")(error)),
         }
     }
 
-    /// The HEAD commit, `None` before the first commit.
+    /// Whether any reference, or a detached `HEAD`, names a commit.
+    fn has_history(&self) -> Result<bool, AuditError> {
+        let read = || git_error(&self.path, "list its references");
+        let mut references = self.repo.references().map_err(read())?;
+        Ok(references.next().is_some() || self.repo.head_detached().map_err(read())?)
+    }
+
+    /// The commit `main` names, `None` before the first commit. `HEAD` is not read: the
+    /// job's history is `main`, whatever `HEAD` says.
     fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
-        match self.repo.head() {
-            Ok(head) => head
+        match self.main()? {
+            Some(main) => main
                 .peel_to_commit()
                 .map(Some)
-                .map_err(git_error(&self.path, "read HEAD")),
-            Err(error) if matches!(error.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => {
-                Ok(None)
-            }
-            Err(error) => Err(git_error(&self.path, "read HEAD")(error)),
+                .map_err(git_error(&self.path, "read refs/heads/main")),
+            None => Ok(None),
         }
     }
 
@@ -250,6 +412,7 @@ impl AuditRepo {
         _lock: &RunLock,
     ) -> Result<Oid, AuditError> {
         let write = || git_error(&self.path, "write the commit");
+        let _umask = RepoUmask::set();
         let mut builder = self.repo.treebuilder(None).map_err(write())?;
         for (name, content) in files {
             let blob = self.repo.blob(content).map_err(write())?;
@@ -264,7 +427,7 @@ impl AuditRepo {
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         self.repo
             .commit(
-                Some("HEAD"),
+                Some(MAIN_REF),
                 &signature,
                 &signature,
                 message,
@@ -307,12 +470,76 @@ fn remove_if_present(path: &Path) -> Result<(), AuditError> {
     }
 }
 
-/// Removes lock files that git or libgit2 left when a run was killed mid-write, and
-/// temporary object files; only call while holding the run lock. Returns what was
-/// removed, relative to the repository.
+/// Whether a directory that is not a repository may become one: `Ok(true)` when it holds
+/// the marker of a creation that was killed (so what else it holds is ours), `Ok(false)`
+/// when it holds nothing but our lock file and a volume's `lost+found`, and
+/// [`AuditError::NotARepository`] when it holds anything else.
+fn claimable(path: &Path) -> Result<bool, AuditError> {
+    if path.join(INIT_MARKER).exists() {
+        return Ok(true);
+    }
+    for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
+        let name = entry.map_err(io_error(path, "list"))?.file_name();
+        if name != LOCK_FILE && name != "lost+found" {
+            return Err(AuditError::NotARepository {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    Ok(false)
+}
+
+/// Root files whose `.lock` libgit2 may leave when killed while writing them (`index`
+/// too: a bare repository has none, but libgit2 and git tools may write one in it).
+const ROOT_LOCKS: [&str; 4] = ["HEAD.lock", "config.lock", "packed-refs.lock", "index.lock"];
+
+/// Removes what libgit2 itself can leave in a bare repository when a run is killed
+/// mid-write, and nothing else: the root locks of [`ROOT_LOCKS`], `*.lock` below `refs/`
+/// and `logs/`, `tmp_object_git2_*` in `objects/` and `_git2_*` at the root. Only call while holding the run lock, on a repository [`lock`] accepted (a
+/// bare one, or a creation of ours). Returns what was removed, relative to the
+/// repository.
 pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBuf>, AuditError> {
+    let mut stale = Vec::new();
+    for (dir, recursive, wanted) in [
+        (path.to_path_buf(), false, root_leftover as fn(&str) -> bool),
+        (path.join("objects"), false, |name: &str| {
+            name.starts_with("tmp_object_git2_")
+        }),
+        (path.join("refs"), true, |name: &str| {
+            name.ends_with(".lock")
+        }),
+        (path.join("logs"), true, |name: &str| {
+            name.ends_with(".lock")
+        }),
+    ] {
+        collect_files(&dir, recursive, wanted, &mut stale)?;
+    }
     let mut removed = Vec::new();
-    let mut pending = vec![path.to_path_buf()];
+    for entry_path in stale {
+        fs::remove_file(&entry_path).map_err(io_error(&entry_path, "remove a stale lock"))?;
+        removed.push(
+            entry_path
+                .strip_prefix(path)
+                .unwrap_or(&entry_path)
+                .to_path_buf(),
+        );
+    }
+    Ok(removed)
+}
+
+fn root_leftover(name: &str) -> bool {
+    ROOT_LOCKS.contains(&name) || name.starts_with("_git2_")
+}
+
+/// The regular files in `dir` (and, when `recursive`, below it, not following
+/// symlinks) whose name is `wanted`.
+fn collect_files(
+    dir: &Path,
+    recursive: bool,
+    wanted: fn(&str) -> bool,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), AuditError> {
+    let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = match fs::read_dir(&dir) {
             Err(error) if error.kind() == ErrorKind::NotFound => continue,
@@ -321,27 +548,14 @@ pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBu
         for entry in entries {
             let entry = entry.map_err(io_error(&dir, "list"))?;
             let file_type = entry.file_type().map_err(io_error(&dir, "list"))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let entry_path = entry.path();
-            if file_type.is_dir() {
-                pending.push(entry_path);
-            } else if (name.ends_with(".lock") && *name != *LOCK_FILE)
-                || name.starts_with("tmp_object_git2_")
-                || name.starts_with("_git2_")
-            {
-                fs::remove_file(&entry_path)
-                    .map_err(io_error(&entry_path, "remove a stale lock"))?;
-                removed.push(
-                    entry_path
-                        .strip_prefix(path)
-                        .unwrap_or(&entry_path)
-                        .to_path_buf(),
-                );
+            if file_type.is_dir() && recursive {
+                pending.push(entry.path());
+            } else if file_type.is_file() && entry.file_name().to_str().is_some_and(wanted) {
+                found.push(entry.path());
             }
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -412,30 +626,166 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("hooks")).unwrap();
         fs::write(dir.path().join("important.txt"), b"x").unwrap();
-        let lock = lock(dir.path()).unwrap();
         assert!(matches!(
-            AuditRepo::open_or_init(dir.path(), &lock),
+            lock(dir.path()),
             Err(AuditError::NotARepository { .. })
         ));
         assert!(!dir.path().join(INIT_MARKER).exists(), "nothing is claimed");
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "no lock file is left in it"
+        );
     }
 
     #[test]
-    fn stale_git_locks_are_removed_but_ours_is_kept() {
+    fn stale_git_locks_are_removed_but_ours_and_foreign_ones_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let lock = lock(dir.path()).unwrap();
         let _repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
-        fs::write(dir.path().join("HEAD.lock"), b"").unwrap();
-        fs::write(dir.path().join("refs/heads/main.lock"), b"").unwrap();
+        for name in [
+            "HEAD.lock",
+            "refs/heads/main.lock",
+            "objects/tmp_object_git2_a1b2c3",
+            "Cargo.lock",
+            "hooks/yarn.lock",
+            "objects/ab/x.lock",
+        ] {
+            fs::create_dir_all(dir.path().join(name).parent().unwrap()).unwrap();
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
         let mut removed = remove_stale_git_locks(dir.path(), &lock).unwrap();
         removed.sort();
         assert_eq!(
             removed,
             [
                 PathBuf::from("HEAD.lock"),
-                PathBuf::from("refs/heads/main.lock")
+                PathBuf::from("objects/tmp_object_git2_a1b2c3"),
+                PathBuf::from("refs/heads/main.lock"),
             ]
         );
-        assert!(dir.path().join(LOCK_FILE).exists());
+        for kept in [
+            LOCK_FILE,
+            "Cargo.lock",
+            "hooks/yarn.lock",
+            "objects/ab/x.lock",
+        ] {
+            assert!(dir.path().join(kept).exists(), "{kept}");
+        }
+    }
+
+    /// A repository made by the git binary, as an operator's mistake would be.
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=master",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn work_trees_and_non_bare_repositories_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        fs::create_dir(&work).unwrap();
+        git(&work, &["init", "-q"]);
+        fs::write(work.join("Cargo.lock"), b"x").unwrap();
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "-qm", "x"]);
+        let linked = dir.path().join("linked");
+        fs::create_dir(&linked).unwrap();
+        fs::write(
+            linked.join(".git"),
+            format!("gitdir: {}\n", work.join(".git").display()),
+        )
+        .unwrap();
+        for path in [&work, &work.join(".git"), &linked] {
+            let before = listing(path);
+            let error = lock(path).unwrap_err();
+            assert!(
+                matches!(error, AuditError::Foreign { .. }),
+                "{path:?}: {error}"
+            );
+            assert!(matches!(
+                AuditRepo::open_existing(path),
+                Err(AuditError::Foreign { .. })
+            ));
+            assert_eq!(listing(path), before, "{path:?} untouched");
+        }
+        assert!(work.join("Cargo.lock").exists());
+    }
+
+    fn listing(dir: &Path) -> Vec<PathBuf> {
+        let mut all = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() && !path.is_symlink() {
+                    pending.push(path.clone());
+                }
+                all.push(path);
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn history_without_main_is_refused_and_an_empty_foreign_repository_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = dir.path().join("master");
+        fs::create_dir(&master).unwrap();
+        git(&master, &["init", "-q", "--bare"]);
+        let work = dir.path().join("work");
+        fs::create_dir(&work).unwrap();
+        git(&work, &["init", "-q"]);
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "x"]);
+        git(&work, &["push", "-q", master.to_str().unwrap(), "master"]);
+        let before = listing(&master);
+        assert!(matches!(lock(&master), Err(AuditError::Foreign { .. })));
+        assert_eq!(listing(&master), before);
+
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        git(&empty, &["init", "-q", "--bare"]);
+        let lock = lock(&empty).unwrap();
+        let repo = AuditRepo::open_or_init(&empty, &lock).unwrap();
+        assert_eq!(
+            repo.repo.find_reference("HEAD").unwrap().symbolic_target(),
+            Ok(Some(MAIN_REF))
+        );
+    }
+
+    #[test]
+    fn main_is_read_and_written_by_name_whatever_head_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock(dir.path()).unwrap();
+        let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
+        let files = tree(&[("k-students.txt", "a@x\n")]);
+        let first = repo.commit(&files, "1\n", &author(), &lock).unwrap();
+        repo.repo
+            .reference_symbolic("HEAD", "refs/heads/elsewhere", true, "test")
+            .unwrap();
+        let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
+        assert_eq!(repo.head_tree().unwrap(), files);
+        let second = repo.commit(&tree(&[]), "2\n", &author(), &lock).unwrap();
+        let main = repo.repo.find_reference(MAIN_REF).unwrap();
+        assert_eq!(main.target(), Some(second));
+        assert_eq!(
+            repo.repo.find_commit(second).unwrap().parent_id(0).unwrap(),
+            first
+        );
+        assert!(repo.repo.find_reference("refs/heads/elsewhere").is_err());
     }
 }

@@ -434,6 +434,71 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
     Cli::try_parse_from(command_first(args.into_iter().collect()))
 }
 
+/// The outputs of a `sync` or `plan` line that clap rejected, read without clap so that
+/// the CronJob's report, metrics and termination log still say the run failed:
+/// `--report`, `--metrics-file`, `--pushgateway` and `--termination-log` (as `--flag V`
+/// or `--flag=V`), else their `ROSTER_SYNC_*` variables through `env`. Also whether the
+/// line was a dry run. `None` for the other commands.
+pub fn rejected_outputs(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Option<(RunOutputs, bool)> {
+    let args = command_first(args.into_iter().collect());
+    let command = args.get(1).and_then(|arg| arg.to_str())?;
+    if !matches!(command, "sync" | "plan") {
+        return None;
+    }
+    let options: Vec<&str> = args
+        .iter()
+        .skip(2)
+        .map(|arg| arg.to_str().unwrap_or(""))
+        .take_while(|arg| *arg != "--")
+        .collect();
+    let flag = |name: &str, variable: &str| -> Option<PathBuf> {
+        let long = format!("--{name}");
+        let mut found = None;
+        for (i, arg) in options.iter().enumerate() {
+            if *arg == long {
+                found = options.get(i + 1).map(PathBuf::from);
+            } else if let Some(value) = arg.strip_prefix(&long).and_then(|v| v.strip_prefix('=')) {
+                found = Some(PathBuf::from(value));
+            }
+        }
+        found.or_else(|| env(variable).map(PathBuf::from))
+    };
+    let outputs = RunOutputs {
+        report: flag("report", "ROSTER_SYNC_REPORT"),
+        metrics_file: flag("metrics-file", "ROSTER_SYNC_METRICS_FILE"),
+        pushgateway: flag("pushgateway", "ROSTER_SYNC_PUSHGATEWAY")
+            .map(|url| url.to_string_lossy().into_owned()),
+        termination_log: flag("termination-log", "ROSTER_SYNC_TERMINATION_LOG")
+            .unwrap_or_else(|| PathBuf::from("/dev/termination-log")),
+        log: LogArgs {
+            log_format: LogFormat::Text,
+        },
+    };
+    let dry_run = command == "plan" || options.contains(&"--dry-run");
+    Some((outputs, dry_run))
+}
+
+/// What clap rejected, in one line for the report: the kind of error and the argument,
+/// never the value (which could be anything the operator typed).
+pub fn rejection_summary(error: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let kind = error.kind().as_str().unwrap_or("invalid command line");
+    let argument = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => {
+            let name = arg.split(['=', ' ']).next().unwrap_or(arg);
+            format!(" ({name})")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "the command line was rejected: {kind}{argument}; see roster-sync sync --help and \
+         check the ROSTER_SYNC_* variables"
+    )
+}
+
 /// Moves the command name in front of the options that stand before it, or inserts
 /// `sync` when the line names no command, so each command's own parser sees them all.
 fn command_first(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -643,5 +708,62 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_outputs_of_a_rejected_line_are_found_without_clap() {
+        let line = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        let env = |name: &str| match name {
+            "ROSTER_SYNC_REPORT" => Some(OsString::from("/env/report.json")),
+            "ROSTER_SYNC_METRICS_FILE" => Some(OsString::from("/env/metrics.prom")),
+            _ => None,
+        };
+        let (outputs, dry_run) = rejected_outputs(
+            line(&[
+                "roster-sync",
+                "--bogus",
+                "--report",
+                "/r.json",
+                "--termination-log=/t",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(outputs.report, Some(PathBuf::from("/r.json")));
+        assert_eq!(
+            outputs.metrics_file,
+            Some(PathBuf::from("/env/metrics.prom"))
+        );
+        assert_eq!(outputs.termination_log, PathBuf::from("/t"));
+        assert!(!dry_run);
+        let (outputs, dry_run) =
+            rejected_outputs(line(&["roster-sync", "plan", "--concurrency", "0"]), env).unwrap();
+        assert_eq!(outputs.report, Some(PathBuf::from("/env/report.json")));
+        assert_eq!(
+            outputs.termination_log,
+            PathBuf::from("/dev/termination-log")
+        );
+        assert!(dry_run);
+        for other in [
+            &["roster-sync", "verify", "--bogus"][..],
+            &["roster-sync", "history", "-x"],
+        ] {
+            assert!(rejected_outputs(line(other), env).is_none(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_rejection_summary_names_the_argument_not_the_value() {
+        let error =
+            parse(["roster-sync", "--concurrency", "secret-ish"].map(OsString::from)).unwrap_err();
+        let summary = rejection_summary(&error);
+        assert!(summary.contains("--concurrency"), "{summary}");
+        assert!(!summary.contains("secret-ish"), "{summary}");
+        let error = parse(["roster-sync", "--app-key=hunter2"].map(OsString::from)).unwrap_err();
+        let summary = rejection_summary(&error);
+        assert!(
+            summary.contains("(--app-key)") && !summary.contains("hunter2"),
+            "{summary}"
+        );
     }
 }

@@ -54,13 +54,30 @@ pub enum ConfigError {
         key: String,
     },
     ApiBase(InvalidBaseUrl),
+    ValuesTooLarge {
+        path: PathBuf,
+    },
+    ValuesTooDeep {
+        path: PathBuf,
+        line: usize,
+    },
+    ValuesMerge {
+        path: PathBuf,
+        message: String,
+    },
     HubApi(InvalidBaseUrl),
     HubGroupTemplate(InvalidTemplate),
     HubToken(MissingToken),
     Timeout {
         value: f64,
     },
+    Author {
+        option: &'static str,
+        reason: &'static str,
+    },
     Credentials(MissingCredentials),
+    /// clap rejected the command line; the message names the argument, not its value.
+    Usage(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -104,6 +121,34 @@ impl fmt::Display for ConfigError {
                  no SIS term id",
                 path.display()
             ),
+            ConfigError::ValuesTooLarge { path } => write!(
+                f,
+                "values file {} is larger than {} MiB, far more than any hub's values; \
+                 check that --values names the helm values file",
+                path.display(),
+                MAX_VALUES_BYTES >> 20
+            ),
+            ConfigError::ValuesTooDeep { path, line } => write!(
+                f,
+                "values file {}: collections are nested more than {MAX_VALUES_DEPTH} deep \
+                 (line {line}); no hub configuration needs that, so the file is refused",
+                path.display()
+            ),
+            ConfigError::ValuesMerge { path, message } => write!(
+                f,
+                "values file {}: a YAML merge key (<<) cannot be applied: {message}",
+                path.display()
+            ),
+            ConfigError::Timeout { value } => write!(
+                f,
+                "--timeout {value} must be a number of seconds above 0 and at most \
+                 {MAX_TIMEOUT_SECS}"
+            ),
+            ConfigError::Author { option, reason } => write!(
+                f,
+                "{option} {reason}; audit commits need a name and an e-mail address \
+                 without line breaks, control characters or angle brackets"
+            ),
             ConfigError::ApiBase(error) => write!(
                 f,
                 "--api-base {error} (or file://DIR to replay recorded answers)"
@@ -111,15 +156,26 @@ impl fmt::Display for ConfigError {
             ConfigError::HubApi(error) => write!(f, "--hub-api {error}"),
             ConfigError::HubGroupTemplate(error) => write!(f, "--hub-group-template: {error}"),
             ConfigError::HubToken(missing) => missing.fmt(f),
-            ConfigError::Timeout { value } => {
-                write!(f, "--timeout {value} must be a positive number of seconds")
-            }
             ConfigError::Credentials(missing) => missing.fmt(f),
+            ConfigError::Usage(message) => f.write_str(message),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The largest values file read. A rendered z2jh values file is tens to hundreds of
+/// KB; parsing a file of small mappings takes up to 45 times its size in memory, so this
+/// keeps the parse under 50 MiB, well inside the job's 128 Mi limit.
+pub const MAX_VALUES_BYTES: u64 = 1 << 20;
+
+/// The deepest nesting of mappings and sequences accepted in a values file. z2jh's own
+/// values nest about ten deep; the YAML scanner's cost grows with the square of the
+/// nesting of flow collections, so a deeper file is refused before it is parsed.
+pub const MAX_VALUES_DEPTH: usize = 64;
+
+/// The longest `--timeout` accepted: a request that needs more than an hour has failed.
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 /// The courses of a values file, in file order.
 #[derive(Debug, Default)]
@@ -131,7 +187,8 @@ pub struct Profiles {
 
 /// Reads the course profiles from a values file.
 pub fn load_profiles(path: &Path, profiles_key: Option<&str>) -> Result<Profiles, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
+    use std::io::Read;
+    let unreadable = |error: std::io::Error| match error.kind() {
         std::io::ErrorKind::NotFound => ConfigError::ValuesMissing {
             path: path.to_path_buf(),
         },
@@ -139,19 +196,51 @@ pub fn load_profiles(path: &Path, profiles_key: Option<&str>) -> Result<Profiles
             path: path.to_path_buf(),
             error,
         },
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(unreadable)?
+        .take(MAX_VALUES_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_VALUES_BYTES {
+        return Err(ConfigError::ValuesTooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
     })?;
     parse_profiles(&text, path, profiles_key)
 }
 
-fn parse_profiles(
+/// Reads the course profiles from the text of a values file; `path` is only named in
+/// errors. Public for the fuzz targets.
+pub fn parse_profiles(
     text: &str,
     path: &Path,
     profiles_key: Option<&str>,
 ) -> Result<Profiles, ConfigError> {
-    let document: Value =
+    if let Some(line) = depth::too_deep(text.as_bytes(), MAX_VALUES_DEPTH) {
+        return Err(ConfigError::ValuesTooDeep {
+            path: path.to_path_buf(),
+            line,
+        });
+    }
+    let mut document: Value =
         serde_yaml::from_str(text).map_err(|error| ConfigError::ValuesSyntax {
             path: path.to_path_buf(),
             line: error.location().map(|location| location.line()),
+            message: error.to_string(),
+        })?;
+    // `<<: *common` merges a mapping into another, as helm and YAML 1.1 do.
+    document
+        .apply_merge()
+        .map_err(|error| ConfigError::ValuesMerge {
+            path: path.to_path_buf(),
             message: error.to_string(),
         })?;
     let candidates: Vec<&str> = match profiles_key {
@@ -182,6 +271,12 @@ fn parse_profiles(
         };
         match Course::classify(key) {
             KeyKind::Course(course) => courses.push(course),
+            KeyKind::NotACourse if looks_like_a_course_key(key) => log::warn!(
+                "values file {}: profile {key:?} looks like a course key but is not one \
+                 (YEAR-spring|summer|fall-CLASSNUMBER, lower case, no spaces); it is not \
+                 synced",
+                path.display()
+            ),
             KeyKind::NotACourse => log::debug!("profile {key:?} is not a course key; skipped"),
             KeyKind::YearOutOfRange => {
                 return Err(ConfigError::CourseYear {
@@ -197,6 +292,28 @@ fn parse_profiles(
     })
 }
 
+/// A key that would be a course key but for case, white space or separators
+/// (`2020-Spring-14552`, `2020_fall_1`, `2020-fall-1 `): most likely a typo, so it is
+/// worth a warning rather than a debug line.
+fn looks_like_a_course_key(key: &str) -> bool {
+    if Course::classify(key) != KeyKind::NotACourse {
+        return false;
+    }
+    let normal: String = key
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c == '_' || c == ' ' { '-' } else { c })
+        .collect();
+    (normal != key && matches!(Course::classify(&normal), KeyKind::Course(_)))
+        || (key.len() > 5
+            && key.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            && key.as_bytes()[4] == b'-'
+            && ["spring", "summer", "fall"]
+                .iter()
+                .any(|season| key.to_ascii_lowercase().contains(season)))
+}
+
 impl Profiles {
     fn with_key_path(mut self, key_path: &str) -> Self {
         self.key_path = Some(key_path.to_string());
@@ -209,6 +326,22 @@ fn lookup<'a>(document: &'a Value, key_path: &str) -> Option<&'a Value> {
     key_path
         .split('.')
         .try_fold(document, |value, key| value.as_mapping()?.get(key))
+}
+
+/// An author name or e-mail that git can record: libgit2 refuses empty values and angle
+/// brackets only when it commits (after the whole fetch), and writes a line break into
+/// the commit header, which `git fsck` rejects.
+fn checked_author(option: &'static str, value: &str) -> Result<String, ConfigError> {
+    let reason = if value.trim().is_empty() {
+        "is empty"
+    } else if value.chars().any(char::is_control) {
+        "holds a line break or another control character"
+    } else if value.contains(['<', '>']) {
+        "holds an angle bracket (< or >)"
+    } else {
+        return Ok(value.trim().to_string());
+    };
+    Err(ConfigError::Author { option, reason })
 }
 
 /// Where the answers come from.
@@ -310,12 +443,17 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let source = SourceConfig::parse(&options.api_base)?;
         let hub = HubSettings::from_options(options)?;
-        let timeout = Duration::try_from_secs_f64(options.timeout)
-            .ok()
+        let timeout = Some(options.timeout)
+            .filter(|seconds| *seconds <= MAX_TIMEOUT_SECS)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
             .filter(|timeout| !timeout.is_zero())
             .ok_or(ConfigError::Timeout {
                 value: options.timeout,
             })?;
+        let author = Author {
+            name: checked_author("--author-name", &options.author_name)?,
+            email: checked_author("--author-email", &options.author_email)?,
+        };
         let approvals = options
             .approve
             .iter()
@@ -355,10 +493,7 @@ impl Settings {
             storage: StorageSettings {
                 output_dir: options.output_dir.output_dir.clone(),
                 audit_repo: options.audit_repo.audit_repo.clone(),
-                author: Author {
-                    name: options.author_name.clone(),
-                    email: options.author_email.clone(),
-                },
+                author,
             },
             hub,
             stale_after_terms: options.stale_after_terms,
@@ -382,6 +517,75 @@ pub fn stale_courses(courses: &[Course], after: u16) -> Vec<(&Course, i64)> {
         .map(|course| (course, course.terms_before(today)))
         .filter(|(_, ago)| *ago >= i64::from(after))
         .collect()
+}
+
+/// The nesting check that runs before the values file is parsed. yaml_serde collects a
+/// document's events before it applies its own recursion limit, and the YAML scanner
+/// spends time proportional to the current flow nesting on every token, so a deeply
+/// nested file costs time quadratic in its depth before yaml_serde refuses it (30 s for
+/// 160 KB). This walks the same parser's events one by one and stops at the first
+/// collection that is too deep, after a bounded amount of work.
+mod depth {
+    use libyaml_rs as sys;
+    use std::mem::MaybeUninit;
+
+    /// The parser, freed on drop. Boxed: libyaml keeps pointers into it while parsing.
+    struct Parser(Box<MaybeUninit<sys::yaml_parser_t>>);
+
+    impl Drop for Parser {
+        fn drop(&mut self) {
+            // SAFETY: only built after `yaml_parser_initialize` succeeded on this box.
+            unsafe { sys::yaml_parser_delete(self.0.as_mut_ptr()) }
+        }
+    }
+
+    /// The line (from 1) of the first mapping or sequence nested deeper than `limit`,
+    /// or `None` when there is none. A syntax error also gives `None`: the real parse
+    /// that follows reports it with its message.
+    pub fn too_deep(text: &[u8], limit: usize) -> Option<usize> {
+        let mut raw = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        // SAFETY: `raw` is valid for writes; initialize zeroes and sets it up.
+        if unsafe { sys::yaml_parser_initialize(raw.as_mut_ptr()) }.fail {
+            return None;
+        }
+        let mut parser = Parser(raw);
+        let parser = parser.0.as_mut_ptr();
+        // SAFETY: the parser is initialised, and `text` (borrowed for the whole call)
+        // outlives it: the parser is dropped before this function returns.
+        unsafe {
+            sys::yaml_parser_set_encoding(parser, sys::YAML_UTF8_ENCODING);
+            sys::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
+        }
+        let mut depth = 0usize;
+        loop {
+            let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+            // SAFETY: `parser` is initialised and has input; `event` is valid for writes.
+            if unsafe { sys::yaml_parser_parse(parser, event.as_mut_ptr()) }.fail {
+                return None;
+            }
+            // SAFETY: a successful `yaml_parser_parse` initialised the event; it is read
+            // once and deleted once.
+            let (kind, line) = unsafe {
+                let event = event.assume_init_mut();
+                let seen = (event.type_, event.start_mark.line);
+                sys::yaml_event_delete(event);
+                seen
+            };
+            match kind {
+                sys::YAML_SEQUENCE_START_EVENT | sys::YAML_MAPPING_START_EVENT => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(line as usize + 1);
+                    }
+                }
+                sys::YAML_SEQUENCE_END_EVENT | sys::YAML_MAPPING_END_EVENT => {
+                    depth = depth.saturating_sub(1)
+                }
+                sys::YAML_STREAM_END_EVENT => return None,
+                _ => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -472,5 +676,83 @@ mod tests {
         let error = load_profiles(Path::new("/nonexistent/values.yaml"), None).unwrap_err();
         assert!(matches!(error, ConfigError::ValuesMissing { .. }));
         assert!(error.to_string().contains("/nonexistent/values.yaml"));
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let yaml = "common: &common\n  2019-fall-1: {}\n  2019-fall-2: {}\n\
+                    custom:\n  profiles:\n    <<: *common\n    2020-spring-3: {}\n";
+        assert_eq!(
+            keys(&parse(yaml, None).unwrap()),
+            ["2020-spring-3", "2019-fall-1", "2019-fall-2"]
+        );
+        let error = parse("custom:\n  profiles:\n    <<: 7\n", None).unwrap_err();
+        assert!(matches!(error, ConfigError::ValuesMerge { .. }), "{error}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly_and_ordinary_nesting_is_not() {
+        let started = std::time::Instant::now();
+        let deep = format!(
+            "custom:\n  profiles: {}{}\n",
+            "[".repeat(80_000),
+            "]".repeat(80_000)
+        );
+        let error = parse(&deep, None).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::ValuesTooDeep { line: 2, .. }),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let mut block = String::from("custom:\n  profiles:\n    2019-fall-1:\n");
+        for depth in 0..50 {
+            block += &format!("{}k{depth}:\n", "  ".repeat(depth + 3));
+        }
+        assert_eq!(keys(&parse(&block, None).unwrap()), ["2019-fall-1"]);
+        // A syntax error is still reported by the real parser, with its line.
+        assert!(matches!(
+            parse("a: [\n", None),
+            Err(ConfigError::ValuesSyntax { .. })
+        ));
+    }
+
+    #[test]
+    fn an_oversized_values_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("values.yaml");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_VALUES_BYTES + 1).unwrap();
+        let error = load_profiles(&path, None).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::ValuesTooLarge { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn mistyped_course_keys_are_told_apart_from_other_profiles() {
+        for typo in [
+            "2020-Spring-14552",
+            "2020-fall-1 ",
+            "2020_fall_1",
+            "2020-autumn-fall-1",
+        ] {
+            assert!(looks_like_a_course_key(typo), "{typo:?}");
+        }
+        for other in ["astr-128-admins", "2020-fall-1", "default", "1234-x"] {
+            assert!(!looks_like_a_course_key(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn author_names_and_emails_git_cannot_record_are_refused() {
+        for bad in ["", "  ", "a\nb", "a<b", "b>", "x\u{7f}"] {
+            let error = checked_author("--author-name", bad).unwrap_err();
+            assert!(error.to_string().starts_with("--author-name "), "{error}");
+        }
+        assert_eq!(
+            checked_author("--author-email", " ops@example.org ").unwrap(),
+            "ops@example.org"
+        );
     }
 }

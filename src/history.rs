@@ -81,20 +81,10 @@ pub fn history<E>(
             let Some((key, list)) = List::parse_file_name(&name) else {
                 continue;
             };
-            let old = read_roster(repo, old)?;
-            let new = read_roster(repo, new)?;
+            let (old, new) = (read_blob(repo, old)?, read_blob(repo, new)?);
             let time = format_time(commit.time().seconds());
             let short = short_id(commit.id());
-            let changes = new
-                .iter()
-                .filter(|address| !old.contains(address))
-                .map(|address| ('+', address))
-                .chain(
-                    old.iter()
-                        .filter(|address| !new.contains(address))
-                        .map(|address| ('-', address)),
-                );
-            for (change, address) in changes {
+            for (change, address) in line_changes(&old, &new) {
                 if filter
                     .member
                     .as_deref()
@@ -152,15 +142,76 @@ fn changed_entries(
         .collect()
 }
 
-fn read_roster(repo: &AuditRepo, id: Option<Oid>) -> Result<Roster, AuditError> {
+fn read_blob(repo: &AuditRepo, id: Option<Oid>) -> Result<Vec<u8>, AuditError> {
     let Some(id) = id else {
-        return Ok(Roster::default());
+        return Ok(Vec::new());
     };
     let blob = repo
         .git()
         .find_blob(id)
         .map_err(repo.error("read a file"))?;
-    Ok(Roster::parse(blob.content()))
+    Ok(blob.content().to_vec())
+}
+
+fn read_roster(repo: &AuditRepo, id: Option<Oid>) -> Result<Roster, AuditError> {
+    Ok(Roster::parse(&read_blob(repo, id)?))
+}
+
+/// The addresses `new` adds (`+`) and removes (`-`) from `old`, additions first. The job
+/// writes every roster sorted, one normalised address a line, so the two are merged line
+/// by line; a file written some other way is normalised first.
+fn line_changes(old: &[u8], new: &[u8]) -> Vec<(char, String)> {
+    let (Some(old_lines), Some(new_lines)) = (sorted_lines(old), sorted_lines(new)) else {
+        let (old, new) = (Roster::parse(old), Roster::parse(new));
+        let added = new
+            .iter()
+            .filter(|a| !old.contains(a))
+            .map(|a| ('+', a.to_string()));
+        let removed = old
+            .iter()
+            .filter(|a| !new.contains(a))
+            .map(|a| ('-', a.to_string()));
+        return added.chain(removed).collect();
+    };
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old_lines.get(i), new_lines.get(j)) {
+            (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
+            (Some(a), Some(b)) if a > b => {
+                added.push(('+', b.to_string()));
+                j += 1;
+            }
+            (Some(a), _) => {
+                removed.push(('-', a.to_string()));
+                i += 1;
+            }
+            (None, Some(b)) => {
+                added.push(('+', b.to_string()));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    added.extend(removed);
+    added
+}
+
+/// The lines of a roster file as the job writes it (UTF-8, strictly increasing, each an
+/// address as normalisation leaves it), or `None` for any other file.
+fn sorted_lines(bytes: &[u8]) -> Option<Vec<&str>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    // What normalisation leaves (checked without allocating: this runs on every line of
+    // every changed file): non-empty, no upper case, no white space or control character.
+    let normal = |line: &&str| {
+        !line.is_empty()
+            && !line
+                .chars()
+                .any(|c| c.is_uppercase() || c.is_whitespace() || c.is_control())
+    };
+    let sorted = lines.windows(2).all(|pair| pair[0] < pair[1]);
+    (sorted && lines.iter().all(normal)).then_some(lines)
 }
 
 /// Where `show` looks.
@@ -241,6 +292,20 @@ fn short_id(oid: Oid) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_are_the_same_for_sorted_and_hand_written_files() {
+        let old = b"a@x\nb@x\nd@x\n";
+        let new = b"b@x\nc@x\ne@x\n";
+        let expected = [('+', "c@x"), ('+', "e@x"), ('-', "a@x"), ('-', "d@x")]
+            .map(|(c, a)| (c, a.to_string()));
+        assert_eq!(line_changes(old, new), expected);
+        assert_eq!(
+            line_changes(b"D@X\n a@x\nb@x\n", b"e@x\nC@x\nb@x\n"),
+            expected
+        );
+        assert_eq!(line_changes(b"", b"a@x\n"), [('+', "a@x".to_string())]);
+    }
 
     #[test]
     fn times_outside_rfc3339_are_shown_as_seconds() {

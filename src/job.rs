@@ -348,6 +348,13 @@ fn log_plan(plan: &plan::Plan, settings: &Settings) {
         log_course(course);
     }
     for key in &settings.guard.approvals {
+        if !plan.courses.iter().any(|course| &course.key == key) {
+            log::warn!(
+                "--approve {key} (or ROSTER_SYNC_APPROVE) names no configured course; \
+                 check its spelling against the keys of the values file"
+            );
+            continue;
+        }
         let used = plan
             .courses
             .iter()

@@ -38,6 +38,9 @@ use shutdown::Shutdown;
 
 /// Runs the command line's command and returns how it ended.
 pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
+    // libgit2's process-wide options, before any repository is opened; a failure is
+    // reported by the first command that opens one.
+    let _ = audit::isolate();
     let approve_env = std::env::var(cli::APPROVE_ENV).ok();
     let approve_env = approve_env.as_deref();
     let mut stdout = std::io::stdout().lock();
@@ -69,6 +72,36 @@ fn run_job(
         Ok(settings) => job::run(&settings, shutdown),
         Err(error) => job::rejected(&RunClock::start(), Abort::Config(error), dry_run),
     };
+    publish(&report, outputs);
+    report.exit
+}
+
+/// The report of a `sync` or `plan` whose command line clap rejected (exit 2), written
+/// wherever the line or the environment asks for it; nothing for other commands, help
+/// or version. Returns whether a report was made.
+pub fn reject_command_line(args: &[std::ffi::OsString], error: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    if !error.use_stderr()
+        || matches!(
+            error.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        )
+    {
+        return false;
+    }
+    let Some((outputs, dry_run)) =
+        cli::rejected_outputs(args.to_vec(), |name| std::env::var_os(name))
+    else {
+        return false;
+    };
+    let abort = Abort::Config(config::ConfigError::Usage(cli::rejection_summary(error)));
+    let report = job::rejected(&RunClock::start(), abort, dry_run);
+    publish(&report, &outputs);
+    true
+}
+
+/// Writes the report where it was asked for and publishes it to the observers.
+fn publish(report: &report::Report, outputs: &RunOutputs) {
     if let Some(path) = &outputs.report
         && let Err(error) = report.write_to(path)
     {
@@ -79,6 +112,5 @@ fn run_job(
         pushgateway: outputs.pushgateway.clone(),
         termination_log: Some(outputs.termination_log.clone()),
     };
-    observe::publish(&report, &sinks);
-    report.exit
+    observe::publish(report, &sinks);
 }

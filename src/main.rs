@@ -7,7 +7,12 @@ use roster_sync::exit::Exit;
 use roster_sync::shutdown::Shutdown;
 
 fn main() -> ExitCode {
-    let cli = roster_sync::cli::parse(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = roster_sync::cli::parse(args.clone()).unwrap_or_else(|error| {
+        // The CronJob's report, metrics and termination log must say the run failed.
+        roster_sync::reject_command_line(&args, &error);
+        error.exit()
+    });
     roster_sync::logging::init(cli.command.log_format());
     let shutdown = match Shutdown::on_signals() {
         Ok(shutdown) => shutdown,

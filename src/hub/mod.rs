@@ -91,6 +91,11 @@ impl HubToken {
                 "{file_var} names {} which cannot be read: {error}",
                 path.display()
             ),
+            Err(Reason::TooLarge(path)) => format!(
+                "{file_var} names {} which is larger than {} KiB; it should hold only the token",
+                path.display(),
+                crate::source::credentials::MAX_FILE_BYTES >> 10
+            ),
             Err(Reason::Unusable { from_file: true }) => {
                 format!("the file named by {file_var} holds a control character or is not UTF-8")
             }

@@ -54,6 +54,8 @@ pub(crate) enum Reason {
     EmptyFile(PathBuf),
     /// `NAME_FILE` names a file that cannot be read (the I/O error, never the content).
     Unreadable(PathBuf, String),
+    /// `NAME_FILE` names a file larger than [`MAX_FILE_BYTES`] (a wrong path, say).
+    TooLarge(PathBuf),
     /// The value holds a control character (a pasted line break, say) or is not UTF-8;
     /// neither can go into an HTTP header.
     Unusable { from_file: bool },
@@ -106,6 +108,26 @@ impl Credentials {
     }
 }
 
+/// The largest credential file read. An app id or key is tens of bytes; a file beyond
+/// this is the wrong file, and reading it whole could take the pod's memory.
+pub const MAX_FILE_BYTES: u64 = 64 << 10;
+
+/// The content of a credential file, read up to [`MAX_FILE_BYTES`].
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Reason> {
+    use std::io::Read;
+    let unreadable = |error: std::io::Error| Reason::Unreadable(path.into(), error.to_string());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(unreadable)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Reason::TooLarge(path.into()));
+    }
+    Ok(bytes)
+}
+
 /// The value of `NAME_FILE` (a path; the file's content) or else of `NAME`, trimmed.
 pub(crate) fn read_var(
     var: &str,
@@ -117,16 +139,11 @@ pub(crate) fn read_var(
     let (value, from_file) = match path {
         Some(path) => {
             let path = PathBuf::from(path.trim());
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if text.trim().is_empty() {
-                        return Err(Reason::EmptyFile(path));
-                    }
-                    (text, true)
-                }
-                Err(error) => return Err(Reason::Unreadable(path, error.to_string())),
+            let text = String::from_utf8_lossy(&read_file(&path)?).into_owned();
+            if text.trim().is_empty() {
+                return Err(Reason::EmptyFile(path));
             }
+            (text, true)
         }
         None => match lookup(var) {
             Some(value) if !value.trim().is_empty() => (value, false),
@@ -184,6 +201,13 @@ impl fmt::Display for MissingCredentials {
                         f,
                         "{var} ({var}_FILE names {} which cannot be read: {error})",
                         path.display()
+                    )?,
+                    Reason::TooLarge(path) => write!(
+                        f,
+                        "{var} ({var}_FILE names {} which is larger than {} KiB; it \
+                         should hold only the value)",
+                        path.display(),
+                        MAX_FILE_BYTES >> 10
                     )?,
                     Reason::Unusable { from_file: true } => write!(
                         f,
@@ -343,5 +367,20 @@ mod tests {
         assert!(debug.contains("classes-id") && debug.contains("<redacted>"));
         assert!(!debug.contains("secret"), "{debug}");
         assert_eq!(credentials.get(Api::Hr), ("hr-id", "hr-secret"));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let error =
+            Credentials::from_lookup(complete(&[("UCB_HR_KEY_FILE", big.to_str().unwrap())]))
+                .unwrap_err();
+        assert_eq!(error.variables(), ["UCB_HR_KEY"]);
+        assert!(error.to_string().contains("larger than 64 KiB"), "{error}");
     }
 }

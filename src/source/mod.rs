@@ -94,19 +94,42 @@ impl Request {
         }
     }
 
-    /// The URL path below the API base.
+    /// The identifiers the request puts into its path, as SIS gave them.
+    fn identifiers(&self) -> Vec<&str> {
+        match self {
+            Request::Sections { class_number, .. } => vec![class_number],
+            Request::EnrollmentPage { section_id, .. } => vec![section_id],
+            Request::Student { uid } | Request::Employee { uid } => vec![uid],
+        }
+    }
+
+    /// An identifier that cannot be one path segment even once encoded: empty, `.` or
+    /// `..` (which servers and file systems resolve against the segment before). A
+    /// request with one must not be sent or replayed.
+    pub fn refused_identifier(&self) -> Option<&str> {
+        self.identifiers()
+            .into_iter()
+            .find(|id| matches!(*id, "" | "." | ".."))
+    }
+
+    /// The URL path below the API base. Every identifier is percent-encoded as exactly
+    /// one segment, `/` included, so an id from a response (a uid, a section id) can
+    /// never add a segment, a query or a fragment.
     pub fn path(&self) -> String {
         match self {
             Request::Sections { class_number, .. } => {
-                format!("/sis/v1/classes/sections/{class_number}")
+                format!("/sis/v1/classes/sections/{}", encode_segment(class_number))
             }
             Request::EnrollmentPage {
                 term_id,
                 section_id,
                 ..
-            } => format!("/sis/v3/enrollments/terms/{term_id}/classes/sections/{section_id}"),
-            Request::Student { uid } => format!("/sis/v2/students/{uid}"),
-            Request::Employee { uid } => format!("/hr/v3/employees/{uid}"),
+            } => format!(
+                "/sis/v3/enrollments/terms/{term_id}/classes/sections/{}",
+                encode_segment(section_id)
+            ),
+            Request::Student { uid } => format!("/sis/v2/students/{}", encode_segment(uid)),
+            Request::Employee { uid } => format!("/hr/v3/employees/{}", encode_segment(uid)),
         }
     }
 
@@ -130,23 +153,46 @@ impl Request {
     }
 
     /// Where `--api-base file://DIR` finds the recorded answer, relative to DIR.
-    /// A missing file answers 404.
+    /// A missing file answers 404. Identifiers are encoded as in [`Request::path`], so
+    /// each is one file or directory name below its API's folder.
     pub fn replay_path(&self) -> PathBuf {
         match self {
             Request::Sections {
                 term_id,
                 class_number,
-            } => format!("classes/{term_id}/{class_number}.json"),
+            } => format!("classes/{term_id}/{}.json", encode_segment(class_number)),
             Request::EnrollmentPage {
                 term_id,
                 section_id,
                 page,
-            } => format!("enrollments/{term_id}/{section_id}/page-{page}.json"),
-            Request::Student { uid } => format!("students/{uid}.json"),
-            Request::Employee { uid } => format!("hr/{uid}.json"),
+            } => format!(
+                "enrollments/{term_id}/{}/page-{page}.json",
+                encode_segment(section_id)
+            ),
+            Request::Student { uid } => format!("students/{}.json", encode_segment(uid)),
+            Request::Employee { uid } => format!("hr/{}.json", encode_segment(uid)),
         }
         .into()
     }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986: letters, digits,
+/// `-._~`), `/` included; SIS identifiers (digits) come out unchanged.
+pub fn encode_segment(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let unreserved = |byte: u8| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte);
+    if text.bytes().all(unreserved) {
+        return text.into();
+    }
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if unreserved(byte) {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded.into()
 }
 
 /// A description for logs and error messages. It names no person: instructor lookups
@@ -753,5 +799,29 @@ mod tests {
             sections.replay_path(),
             PathBuf::from("classes/2198/03970.json")
         );
+    }
+
+    #[test]
+    fn identifiers_are_one_encoded_segment_and_dot_ids_are_refused() {
+        let slash = Request::Employee {
+            uid: "12/../../sis/v2/students/7?x#f".into(),
+        };
+        assert_eq!(
+            slash.path(),
+            "/hr/v3/employees/12%2F..%2F..%2Fsis%2Fv2%2Fstudents%2F7%3Fx%23f"
+        );
+        assert_eq!(
+            slash.replay_path(),
+            PathBuf::from("hr/12%2F..%2F..%2Fsis%2Fv2%2Fstudents%2F7%3Fx%23f.json")
+        );
+        assert_eq!(slash.refused_identifier(), None);
+        for id in ["", ".", ".."] {
+            let section = Request::EnrollmentPage {
+                term_id: 2198,
+                section_id: id.into(),
+                page: 1,
+            };
+            assert_eq!(section.refused_identifier(), Some(id));
+        }
     }
 }

@@ -20,6 +20,14 @@ impl ReplayTransport {
 
 impl Transport for ReplayTransport {
     fn send(&self, request: &Request) -> Result<Reply, TransportError> {
+        if let Some(id) = request.refused_identifier() {
+            return Err(TransportError {
+                message: format!(
+                    "refusing to replay an identifier that is empty or a dot segment ({id:?})"
+                ),
+                retryable: false,
+            });
+        }
         let path = self.dir.join(request.replay_path());
         let (status, body) = match std::fs::read(&path) {
             Ok(body) => (200, body),
@@ -61,5 +69,20 @@ mod tests {
             .send(&Request::Employee { uid: "43".into() })
             .unwrap();
         assert_eq!(missing.status, 404);
+    }
+
+    #[test]
+    fn identifiers_cannot_reach_outside_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("secret.json"), b"{}").unwrap();
+        let dir = root.path().join("replay");
+        std::fs::create_dir_all(dir.join("hr")).unwrap();
+        let transport = ReplayTransport::new(dir);
+        for uid in ["../../secret", "..", "../secret"] {
+            match transport.send(&Request::Employee { uid: uid.into() }) {
+                Ok(reply) => assert_eq!(reply.status, 404, "{uid}"),
+                Err(error) => assert!(!error.retryable, "{uid}"),
+            }
+        }
     }
 }

@@ -16,6 +16,10 @@
 //!   `group_overrides` spawn gives; [`hub_groups`]: the groups sync module against it
 //!   ([`jupyterhub`] starts the hub from the pinned venv of `.ci/hub-venv.sh`).
 //!
+//! - [`hostile`]: a work tree or foreign repository as the audit repository, the
+//!   machine's git configuration, configuration checked before fetching, identifiers
+//!   that would change a URL or a replay path, rejected command lines, durability.
+//!
 //! Run one module with `cargo test --test e2e offline::`, one test by its name.
 
 mod jupyterhub;
@@ -23,6 +27,7 @@ mod support;
 
 mod audit_queries;
 mod golden;
+mod hostile;
 mod http;
 mod hub;
 mod hub_groups;
