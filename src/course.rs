@@ -2,7 +2,8 @@
 //! reaches a file name or a URL, and only after [`Course::classify`] accepted it.
 //!
 //! Invariant: a [`Course`] always has a key that matches `^\d{4}-(spring|summer|fall)-\d{1,6}$`
-//! and a term id computed from it, so no other module re-parses keys.
+//! (a SIS class, with a term id computed from it) or `^canvas-\d{1,12}$` (a Canvas course,
+//! without a term id), so no other module re-parses keys.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Season {
@@ -35,15 +36,27 @@ pub fn term_id(year: u32, season: Season) -> u32 {
     1000 * (year / 100 - 18) + 10 * (year % 100) + season.digit()
 }
 
-/// A configured course profile whose key names a SIS class.
+/// A configured course profile whose key names a SIS class or a Canvas course.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Course {
     /// The profile key exactly as written; roster file names derive from it.
     pub key: String,
-    pub term_id: u32,
-    /// The class number as written, leading zeros kept.
+    /// The SIS term id; `None` for a Canvas course (which is what tells the two apart).
+    pub term_id: Option<u32>,
+    /// The number the source knows the course by, as written: the SIS class number
+    /// (leading zeros kept) or the Canvas course id.
     pub class_number: String,
 }
+
+/// Where a course's rosters come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Sis,
+    Canvas,
+}
+
+/// The longest Canvas course id a key may hold.
+const CANVAS_ID_DIGITS: usize = 12;
 
 /// What a profile key is.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +69,31 @@ pub enum KeyKind {
 }
 
 impl Course {
+    pub fn source(&self) -> Source {
+        match self.term_id {
+            Some(_) => Source::Sis,
+            None => Source::Canvas,
+        }
+    }
+
+    /// The Canvas course id of a Canvas course.
+    pub fn canvas_id(&self) -> Option<&str> {
+        (self.source() == Source::Canvas).then_some(self.class_number.as_str())
+    }
+
     pub fn classify(key: &str) -> KeyKind {
+        if let Some(id) = key.strip_prefix("canvas-") {
+            let valid = (1..=CANVAS_ID_DIGITS).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_digit());
+            return match valid {
+                true => KeyKind::Course(Course {
+                    key: key.to_string(),
+                    term_id: None,
+                    class_number: id.to_string(),
+                }),
+                false => KeyKind::NotACourse,
+            };
+        }
         let mut parts = key.splitn(3, '-');
         let (Some(year), Some(season), Some(class_number)) =
             (parts.next(), parts.next(), parts.next())
@@ -80,7 +117,7 @@ impl Course {
         }
         KeyKind::Course(Course {
             key: key.to_string(),
-            term_id: term_id(year, season.expect("checked above")),
+            term_id: Some(term_id(year, season.expect("checked above"))),
             class_number: class_number.to_string(),
         })
     }
@@ -103,7 +140,9 @@ mod tests {
         let KeyKind::Course(course) = Course::classify("2019-fall-023970") else {
             panic!("a course key");
         };
-        assert_eq!(course.term_id, 2198);
+        assert_eq!(course.term_id, Some(2198));
+        assert_eq!(course.source(), Source::Sis);
+        assert_eq!(course.canvas_id(), None);
         assert_eq!(course.class_number, "023970", "leading zeros kept");
         for key in [
             "astr-128-admins",
@@ -120,5 +159,31 @@ mod tests {
             assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
         }
         assert_eq!(Course::classify("1799-fall-1"), KeyKind::YearOutOfRange);
+    }
+
+    #[test]
+    fn canvas_keys_name_canvas_courses() {
+        let KeyKind::Course(course) = Course::classify("canvas-0012345") else {
+            panic!("a canvas key");
+        };
+        assert_eq!(course.source(), Source::Canvas);
+        assert_eq!(course.term_id, None);
+        assert_eq!(course.canvas_id(), Some("0012345"));
+        assert!(matches!(
+            Course::classify("canvas-123456789012"),
+            KeyKind::Course(_)
+        ));
+        for key in [
+            "canvas-",
+            "canvas-1234567890123",
+            "canvas-12a",
+            "canvas-1/../x",
+            "Canvas-1",
+            "canvas--1",
+            "canvas-１",
+            "canvas-1-students",
+        ] {
+            assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
+        }
     }
 }

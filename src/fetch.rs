@@ -96,7 +96,9 @@ pub fn fetch_all<T: Transport + 'static>(
 
 fn request_sections(course: &Course) -> Request {
     Request::Sections {
-        term_id: course.term_id,
+        term_id: course
+            .term_id
+            .expect("the SIS coordinator is given SIS courses only"),
         class_number: course.class_number.clone(),
     }
 }
@@ -136,6 +138,7 @@ impl Task {
                 Request::Sections { .. } => Answer::Sections(None),
                 Request::EnrollmentPage { .. } => Answer::Page(None),
                 Request::Student { .. } | Request::Employee { .. } => Answer::Addresses(Vec::new()),
+                Request::CanvasEnrollments { .. } => unreachable!("no Canvas task here"),
             });
         };
         Ok(match request {
@@ -153,6 +156,7 @@ impl Task {
                     .map_err(malformed)?
                     .unwrap_or_default(),
             ),
+            Request::CanvasEnrollments { .. } => unreachable!("no Canvas task here"),
         })
     }
 }
@@ -269,7 +273,7 @@ impl<'a> Coordinator<'a> {
             }
             Err(error) => return self.finish(course, Err(error)),
         };
-        let term_id = self.courses[course].term_id;
+        let term_id = self.courses[course].term_id.expect("SIS courses only");
         let mut keys = Vec::new();
         for section in &sections {
             let key = (term_id, section.id.clone());
@@ -459,6 +463,8 @@ mod tests {
                 status,
                 body: body.into_bytes(),
                 retry_after: None,
+                link_next: None,
+                rate_limit_remaining: None,
             })
         }
     }

@@ -479,6 +479,8 @@ mod tests {
                     status: 503,
                     body: Vec::new(),
                     retry_after: None,
+                    link_next: None,
+                    rate_limit_remaining: None,
                 }),
                 _ => self.0.send(request),
             }
