@@ -11,13 +11,16 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use crate::audit::Author;
-use crate::cli::JobOptions;
+use crate::canvas::CanvasOptions;
+use crate::cli::{CanvasIdentity, JobOptions};
 use crate::course::{Course, KeyKind};
 use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
 use crate::hub::plan::InvalidTemplate;
 use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
 use crate::source::RetryPolicy;
+use crate::source::canvas::{CanvasBase, MissingCanvasToken};
+use crate::source::canvas_api::{Identity, Types};
 use crate::source::credentials::MissingCredentials;
 use crate::source::http::{BaseUrl, InvalidBaseUrl};
 
@@ -60,6 +63,15 @@ pub enum ConfigError {
         value: f64,
     },
     Credentials(MissingCredentials),
+    CanvasApi(InvalidBaseUrl),
+    /// Canvas courses are configured, but not where to ask for them.
+    CanvasApiMissing {
+        path: PathBuf,
+    },
+    CanvasInstructorTypes {
+        value: String,
+    },
+    CanvasToken(MissingCanvasToken),
 }
 
 impl fmt::Display for ConfigError {
@@ -114,6 +126,23 @@ impl fmt::Display for ConfigError {
                 write!(f, "--timeout {value} must be a positive number of seconds")
             }
             ConfigError::Credentials(missing) => missing.fmt(f),
+            ConfigError::CanvasApi(error) => write!(
+                f,
+                "--canvas-api {error} (or file://DIR to replay recorded answers)"
+            ),
+            ConfigError::CanvasApiMissing { path } => write!(
+                f,
+                "values file {} has canvas-{{id}} course keys, but --canvas-api \
+                 (ROSTER_SYNC_CANVAS_API) is not set",
+                path.display()
+            ),
+            ConfigError::CanvasInstructorTypes { value } => write!(
+                f,
+                "--canvas-instructor-types {value:?}: expected a comma-separated list of \
+                 {}",
+                CANVAS_INSTRUCTOR_TYPES.join(", ")
+            ),
+            ConfigError::CanvasToken(missing) => missing.fmt(f),
         }
     }
 }
@@ -228,6 +257,66 @@ impl SourceConfig {
     }
 }
 
+/// The Canvas enrollment types `--canvas-instructor-types` may name.
+pub const CANVAS_INSTRUCTOR_TYPES: [&str; 4] = [
+    "TeacherEnrollment",
+    "TaEnrollment",
+    "DesignerEnrollment",
+    "ObserverEnrollment",
+];
+
+/// Where and how Canvas courses are fetched.
+#[derive(Clone, Debug)]
+pub struct CanvasSettings {
+    /// `--canvas-api`; needed only when Canvas courses are configured.
+    pub api: Option<CanvasBase>,
+    pub options: CanvasOptions,
+}
+
+impl CanvasSettings {
+    fn from_options(options: &JobOptions) -> Result<CanvasSettings, ConfigError> {
+        let api = match options.canvas_api.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(api) => Some(match api.strip_prefix("file://") {
+                Some(dir) => CanvasBase::Replay(dir.into()),
+                None => CanvasBase::Http(BaseUrl::parse(api).map_err(ConfigError::CanvasApi)?),
+            }),
+        };
+        let mut instructors: Vec<String> = Vec::new();
+        for kind in &options.canvas_instructor_types {
+            let kind = kind.trim();
+            if !CANVAS_INSTRUCTOR_TYPES.contains(&kind) {
+                return Err(ConfigError::CanvasInstructorTypes {
+                    value: options.canvas_instructor_types.join(","),
+                });
+            }
+            if !instructors.iter().any(|known| known == kind) {
+                instructors.push(kind.to_string());
+            }
+        }
+        if instructors.is_empty() {
+            return Err(ConfigError::CanvasInstructorTypes {
+                value: String::new(),
+            });
+        }
+        Ok(CanvasSettings {
+            api,
+            options: CanvasOptions {
+                concurrency: usize::from(options.concurrency),
+                types: Types {
+                    instructors,
+                    ..Types::default()
+                },
+                identity: match options.canvas_identity {
+                    CanvasIdentity::Email => Identity::Email,
+                    CanvasIdentity::LoginId => Identity::LoginId,
+                },
+                ..CanvasOptions::default()
+            },
+        })
+    }
+}
+
 /// Where a run keeps its state: the hub's roster directory and the audit repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageSettings {
@@ -284,6 +373,7 @@ pub struct Settings {
     pub dry_run: bool,
     pub storage: StorageSettings,
     pub hub: Option<HubSettings>,
+    pub canvas: CanvasSettings,
 }
 
 impl Settings {
@@ -296,6 +386,7 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let source = SourceConfig::parse(&options.api_base)?;
         let hub = HubSettings::from_options(options)?;
+        let canvas = CanvasSettings::from_options(options)?;
         let timeout = Duration::try_from_secs_f64(options.timeout)
             .ok()
             .filter(|timeout| !timeout.is_zero())
@@ -347,6 +438,7 @@ impl Settings {
                 },
             },
             hub,
+            canvas,
         })
     }
 

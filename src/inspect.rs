@@ -12,9 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::audit::{AuditError, AuditRepo};
 use crate::cli::{HistoryArgs, JobOptions};
 use crate::config::{self, Settings, SourceConfig};
+use crate::course::{Course, Source};
 use crate::exit::Exit;
 use crate::hub::HubToken;
 use crate::roster::normalize;
+use crate::source::canvas::{CanvasBase, CanvasToken};
 use crate::source::credentials::Credentials;
 use crate::store::OutputDir;
 use crate::tree::OnDisk;
@@ -22,6 +24,25 @@ use crate::tree::OnDisk;
 /// `check`: validates the options, the values file, the course keys and the credentials
 /// the courses need, with the constructors `sync` uses, and says whether the output
 /// directory and audit repository are usable.
+/// Whether the Canvas courses can be asked: `--canvas-api` set, and over HTTP a token.
+fn check_canvas(settings: Option<&Settings>, say: &mut impl FnMut(bool, String)) {
+    let Some(settings) = settings else { return };
+    match &settings.canvas.api {
+        None => say(
+            false,
+            "canvas: canvas-{id} courses are configured, but --canvas-api is not set".into(),
+        ),
+        Some(CanvasBase::Replay(dir)) => say(
+            true,
+            format!("canvas: no token needed to replay {}", dir.display()),
+        ),
+        Some(CanvasBase::Http(_)) => match CanvasToken::from_env() {
+            Ok(_) => say(true, "canvas: a Canvas API token is set".into()),
+            Err(missing) => say(false, format!("canvas: {missing}")),
+        },
+    }
+}
+
 pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Write) -> Exit {
     let mut usable = true;
     let mut say = |ok: bool, line: String| {
@@ -47,10 +68,21 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
                     profiles.key_path.as_deref().unwrap_or("no profiles path")
                 ),
             );
+            let (canvas, sis): (Vec<&Course>, Vec<&Course>) = profiles
+                .courses
+                .iter()
+                .partition(|course| course.source() == Source::Canvas);
+            if !canvas.is_empty() {
+                check_canvas(settings.as_ref().ok(), &mut say);
+            }
             match (
                 settings.as_ref().map(|settings| &settings.source),
-                keys.is_empty(),
+                sis.is_empty(),
             ) {
+                (_, true) if !keys.is_empty() => say(
+                    true,
+                    "credentials: no SIS course, no SIS credentials needed".into(),
+                ),
                 (_, true) => say(true, "credentials: none needed without courses".into()),
                 (Ok(SourceConfig::Replay { dir }), false) => say(
                     true,
