@@ -286,10 +286,13 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::atomic::AtomicU64;
 
+    /// Status, body, next link and quota left of one scripted answer.
+    type Scripted = (u16, String, Option<String>, Option<f64>);
+
     /// Answers by (course, page) from a script; anything else is 404.
     #[derive(Default)]
     struct Canned {
-        pages: HashMap<(String, u32), (u16, String, Option<String>, Option<f64>)>,
+        pages: HashMap<(String, u32), Scripted>,
         sent: AtomicU64,
         asked: Mutex<Vec<Request>>,
     }
