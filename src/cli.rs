@@ -53,7 +53,8 @@ pub enum Command {
     /// Like `sync --dry-run`: fetch and report what would change; write and commit nothing.
     #[command(after_help = format!("{CREDENTIALS_HELP}\n\n{}", Exit::job_help()))]
     Plan(PlanArgs),
-    /// Validate the options, the values file, the course keys and the credentials; no network.
+    /// Validate the options, the values file, the course keys and the credentials; with
+    /// --online, look the courses up in the Classes API too.
     #[command(after_help = format!("{CREDENTIALS_HELP}\n\n{}", Exit::help(&[
         (Exit::Success, "the configuration is usable"),
         (Exit::Config, "something is not (each line says what)"),
@@ -236,6 +237,12 @@ pub struct JobOptions {
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub prune: bool,
 
+    /// Warn about course profiles whose term is at least this many terms before today's
+    /// (1-99; 2: a fall course from the next summer on).
+    #[arg(long, env = "ROSTER_SYNC_STALE_AFTER_TERMS", value_name = "N",
+          default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=99))]
+    pub stale_after_terms: u16,
+
     /// Retries after a failed attempt (429, 5xx, timeout, connection error).
     #[arg(
         long,
@@ -354,6 +361,12 @@ pub struct PlanArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub job: JobOptions,
+
+    /// Also look every course up in the Classes API (read-only): title, sections,
+    /// instructors; a class that does not exist fails the check.
+    #[arg(long, env = "ROSTER_SYNC_ONLINE",
+          action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub online: bool,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -18,11 +18,12 @@ use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
 use crate::hub::plan::InvalidTemplate;
 use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
-use crate::source::RetryPolicy;
 use crate::source::canvas::{CanvasBase, MissingCanvasToken};
 use crate::source::canvas_api::{Identity, Types};
-use crate::source::credentials::MissingCredentials;
-use crate::source::http::{BaseUrl, InvalidBaseUrl};
+use crate::source::credentials::{Credentials, MissingCredentials};
+use crate::source::http::{BaseUrl, HttpTransport, InvalidBaseUrl};
+use crate::source::replay::ReplayTransport;
+use crate::source::{RetryPolicy, Transport};
 
 /// Where profiles are looked for when `--profiles-key` is not given, in this order.
 pub const DEFAULT_PROFILE_PATHS: [&str; 4] = [
@@ -247,6 +248,18 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The transport that asks this source, each request taking at most `timeout`; live
+    /// HTTP needs every SIS/HR credential from the environment.
+    pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Transport>, ConfigError> {
+        Ok(match self {
+            SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
+            SourceConfig::Http { base } => {
+                let credentials = Credentials::from_env().map_err(ConfigError::Credentials)?;
+                Box::new(HttpTransport::new(base, credentials, timeout))
+            }
+        })
+    }
+
     pub fn parse(api_base: &str) -> Result<SourceConfig, ConfigError> {
         match api_base.strip_prefix("file://") {
             Some(dir) => Ok(SourceConfig::Replay { dir: dir.into() }),
@@ -374,6 +387,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub hub: Option<HubSettings>,
     pub canvas: CanvasSettings,
+    pub stale_after_terms: u16,
 }
 
 impl Settings {
@@ -439,6 +453,7 @@ impl Settings {
             },
             hub,
             canvas,
+            stale_after_terms: options.stale_after_terms,
         })
     }
 
@@ -446,6 +461,19 @@ impl Settings {
     pub fn load_profiles(&self) -> Result<Profiles, ConfigError> {
         load_profiles(&self.values, self.profiles_key.as_deref())
     }
+}
+
+/// The courses of `courses` whose term is at least `after` terms before today's, with how
+/// many terms ago it was: their profiles are due for removal.
+pub fn stale_courses(courses: &[Course], after: u16) -> Vec<(&Course, i64)> {
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let number = |range: std::ops::Range<usize>| today[range].parse().unwrap_or(1);
+    let today = crate::course::term_of(number(0..4), number(5..7));
+    courses
+        .iter()
+        .filter_map(|course| Some((course, course.terms_before(today)?)))
+        .filter(|(_, ago)| *ago >= i64::from(after))
+        .collect()
 }
 
 #[cfg(test)]

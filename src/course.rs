@@ -31,6 +31,28 @@ impl Season {
     }
 }
 
+/// A term's place in the sequence spring, summer, fall, spring, ...: consecutive terms
+/// have consecutive ordinals.
+fn ordinal(year: u32, season: Season) -> i64 {
+    let index = match season {
+        Season::Spring => 0,
+        Season::Summer => 1,
+        Season::Fall => 2,
+    };
+    i64::from(year) * 3 + index
+}
+
+/// The term a date falls in: January to May is spring, June to August summer, September
+/// to December fall.
+pub fn term_of(year: u32, month: u32) -> (u32, Season) {
+    let season = match month {
+        1..=5 => Season::Spring,
+        6..=8 => Season::Summer,
+        _ => Season::Fall,
+    };
+    (year, season)
+}
+
 /// The SIS term id: century digit, two-digit year, season digit (2019 summer → 2195).
 pub fn term_id(year: u32, season: Season) -> u32 {
     1000 * (year / 100 - 18) + 10 * (year % 100) + season.digit()
@@ -79,6 +101,21 @@ impl Course {
     /// The Canvas course id of a Canvas course.
     pub fn canvas_id(&self) -> Option<&str> {
         (self.source() == Source::Canvas).then_some(self.class_number.as_str())
+    }
+
+    /// How many terms lie between this course's term and `today`'s term (0 during the
+    /// course's own term, 1 in the next one; negative before it); `None` for a Canvas
+    /// course, which has no term.
+    pub fn terms_before(&self, (year, season): (u32, Season)) -> Option<i64> {
+        let term_id = self.term_id?;
+        let digit = term_id % 10;
+        let course_year = (term_id / 1000 + 18) * 100 + (term_id / 10) % 100;
+        let course_season = match digit {
+            2 => Season::Spring,
+            5 => Season::Summer,
+            _ => Season::Fall,
+        };
+        Some(ordinal(year, season) - ordinal(course_year, course_season))
     }
 
     pub fn classify(key: &str) -> KeyKind {
@@ -133,6 +170,26 @@ mod tests {
         assert_eq!(term_id(2021, Season::Fall), 2218);
         assert_eq!(term_id(2017, Season::Spring), 2172);
         assert_eq!(term_id(1999, Season::Fall), 1998);
+    }
+
+    #[test]
+    fn terms_are_counted_across_years() {
+        let KeyKind::Course(fall) = Course::classify("2019-fall-1") else {
+            panic!("a course key")
+        };
+        assert_eq!(fall.terms_before(term_of(2019, 11)), Some(0));
+        assert_eq!(fall.terms_before(term_of(2020, 3)), Some(1));
+        assert_eq!(
+            fall.terms_before(term_of(2020, 7)),
+            Some(2),
+            "a fall course, the next summer"
+        );
+        assert_eq!(fall.terms_before(term_of(2026, 12)), Some(21));
+        assert_eq!(fall.terms_before(term_of(2019, 2)), Some(-2));
+        let KeyKind::Course(old) = Course::classify("1999-summer-1") else {
+            panic!("a course key")
+        };
+        assert_eq!(old.terms_before(term_of(2000, 1)), Some(2));
     }
 
     #[test]

@@ -16,35 +16,30 @@ use crate::course::{Course, Source};
 use crate::exit::Exit;
 use crate::hub::HubToken;
 use crate::roster::normalize;
+use crate::shutdown::Shutdown;
 use crate::source::canvas::{CanvasBase, CanvasToken};
 use crate::source::credentials::Credentials;
+use crate::source::{Client, FetchError, Request, api};
 use crate::store::OutputDir;
 use crate::tree::OnDisk;
 
 /// `check`: validates the options, the values file, the course keys and the credentials
 /// the courses need, with the constructors `sync` uses, and says whether the output
 /// directory and audit repository are usable.
-/// Whether the Canvas courses can be asked: `--canvas-api` set, and over HTTP a token.
-fn check_canvas(settings: Option<&Settings>, say: &mut impl FnMut(bool, String)) {
-    let Some(settings) = settings else { return };
-    match &settings.canvas.api {
-        None => say(
-            false,
-            "canvas: canvas-{id} courses are configured, but --canvas-api is not set".into(),
-        ),
-        Some(CanvasBase::Replay(dir)) => say(
-            true,
-            format!("canvas: no token needed to replay {}", dir.display()),
-        ),
-        Some(CanvasBase::Http(_)) => match CanvasToken::from_env() {
-            Ok(_) => say(true, "canvas: a Canvas API token is set".into()),
-            Err(missing) => say(false, format!("canvas: {missing}")),
-        },
-    }
-}
-
-pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Write) -> Exit {
+///
+/// With `online`, it also asks the Classes API for every course (nothing else is asked,
+/// written or committed) and says what SIS knows of it, failing on a class that does not
+/// exist: a wrong class number in a key is caught before the term starts.
+pub fn check(
+    options: &JobOptions,
+    online: bool,
+    approve_env: Option<&str>,
+    shutdown: &Shutdown,
+    out: &mut impl Write,
+) -> Exit {
     let mut usable = true;
+    // Warnings do not make the configuration unusable; they follow the checks.
+    let mut warnings = Vec::new();
     let mut say = |ok: bool, line: String| {
         usable &= ok;
         let _ = writeln!(out, "{} {line}", if ok { "ok  " } else { "FAIL" });
@@ -55,7 +50,8 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
         Err(error) => say(false, error.to_string()),
     }
     let values = &options.values;
-    match config::load_profiles(values, options.profiles_key.as_deref()) {
+    let profiles = config::load_profiles(values, options.profiles_key.as_deref());
+    match &profiles {
         Ok(profiles) => {
             let keys: Vec<&str> = profiles.courses.iter().map(|c| c.key.as_str()).collect();
             say(
@@ -75,6 +71,18 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
             if !canvas.is_empty() {
                 check_canvas(settings.as_ref().ok(), &mut say);
             }
+            warnings.extend(
+                config::stale_courses(&profiles.courses, options.stale_after_terms)
+                    .into_iter()
+                    .map(|(course, ago)| {
+                        format!(
+                            "stale profile {}: its term was {ago} terms ago \
+                             (--stale-after-terms {}); remove it from the values file and \
+                             sync with --prune",
+                            course.key, options.stale_after_terms
+                        )
+                    }),
+            );
             match (
                 settings.as_ref().map(|settings| &settings.source),
                 sis.is_empty(),
@@ -98,6 +106,9 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
             }
         }
         Err(error) => say(false, error.to_string()),
+    }
+    if let (true, Ok(settings), Ok(profiles)) = (online, &settings, &profiles) {
+        look_up(settings, &profiles.courses, shutdown, &mut say);
     }
     if options.hub_api.is_some() {
         match HubToken::from_env() {
@@ -124,7 +135,91 @@ pub fn check(options: &JobOptions, approve_env: Option<&str>, out: &mut impl Wri
         ),
         Err(error) => say(false, error.to_string()),
     }
+    for warning in warnings {
+        let _ = writeln!(out, "warn {warning}");
+    }
     if usable { Exit::Success } else { Exit::Config }
+}
+
+/// Whether the Canvas courses can be asked: `--canvas-api` set, and over HTTP a token.
+fn check_canvas(settings: Option<&Settings>, say: &mut impl FnMut(bool, String)) {
+    let Some(settings) = settings else { return };
+    match &settings.canvas.api {
+        None => say(
+            false,
+            "canvas: canvas-{id} courses are configured, but --canvas-api is not set".into(),
+        ),
+        Some(CanvasBase::Replay(dir)) => say(
+            true,
+            format!("canvas: no token needed to replay {}", dir.display()),
+        ),
+        Some(CanvasBase::Http(_)) => match CanvasToken::from_env() {
+            Ok(_) => say(true, "canvas: a Canvas API token is set".into()),
+            Err(missing) => say(false, format!("canvas: {missing}")),
+        },
+    }
+}
+
+/// Asks the Classes API for each SIS course and says what it knows of it (Canvas
+/// courses are not looked up).
+fn look_up(
+    settings: &Settings,
+    courses: &[Course],
+    shutdown: &Shutdown,
+    say: &mut impl FnMut(bool, String),
+) {
+    let courses: Vec<(&Course, u32)> = courses
+        .iter()
+        .filter_map(|course| Some((course, course.term_id?)))
+        .collect();
+    if courses.is_empty() {
+        return;
+    }
+    let transport = match settings.source.connect(settings.timeout) {
+        Ok(transport) => transport,
+        Err(error) => return say(false, format!("online: {error}")),
+    };
+    let client = Client::new(transport, settings.retry.clone(), shutdown.clone());
+    for (course, term_id) in courses {
+        let request = Request::Sections {
+            term_id,
+            class_number: course.class_number.clone(),
+        };
+        let what = format!(
+            "course {} (term {}, class {})",
+            course.key, term_id, course.class_number
+        );
+        let sections = match client.fetch(&request) {
+            Ok(Some(body)) => api::parse_sections(&body).map_err(|reason| FetchError::Malformed {
+                request: request.clone(),
+                reason,
+            }),
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        match sections {
+            Ok(sections) if sections.is_empty() => say(
+                false,
+                format!(
+                    "{what}: SIS has no such class in that term; check the class number in the key"
+                ),
+            ),
+            Ok(sections) => {
+                let title = sections.iter().find_map(|section| section.title.clone());
+                let instructors = api::instructor_uids(&sections, &settings.fetch.excluded_roles);
+                say(
+                    true,
+                    format!(
+                        "{what}: {}, {} sections, {} instructors",
+                        title.as_deref().unwrap_or("untitled"),
+                        sections.len(),
+                        instructors.len()
+                    ),
+                );
+            }
+            Err(error) => say(false, format!("{what}: {error}")),
+        }
+    }
 }
 
 /// Reports whether a directory can be written, by creating and removing a probe file.

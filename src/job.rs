@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::audit::{self, AuditError, AuditRepo, RunLock};
 use crate::canvas;
-use crate::config::{self, ConfigError, Settings, SourceConfig, StorageSettings};
+use crate::config::{self, ConfigError, Settings, StorageSettings};
 use crate::course::{Course, Source};
 use crate::exit::Exit;
 use crate::fetch;
@@ -26,9 +26,6 @@ use crate::plan::{self, CoursePlan, Status};
 use crate::report::{Ending, Report, RunClock};
 use crate::shutdown::Shutdown;
 use crate::source::canvas::{CanvasBase, CanvasHttpTransport, CanvasReplayTransport, CanvasToken};
-use crate::source::credentials::Credentials;
-use crate::source::http::HttpTransport;
-use crate::source::replay::ReplayTransport;
 use crate::source::{Client, Reply, Request, Requests, Transport, TransportError};
 use crate::store::{OutputDir, StoreError};
 use crate::tree::{self, Tree};
@@ -118,14 +115,10 @@ pub struct Sources {
 /// Loads the credentials the configured courses need and builds their transports.
 fn connect_sources(settings: &Settings, courses: &[Course]) -> Result<Sources, ConfigError> {
     let needs = |source| courses.iter().any(|course| course.source() == source);
-    let sis: Box<dyn Transport> = match &settings.source {
-        // No SIS course, no SIS request: credentials are not needed.
-        _ if !needs(Source::Sis) => Box::new(NothingToAsk),
-        SourceConfig::Replay { dir } => Box::new(ReplayTransport::new(dir.clone())),
-        SourceConfig::Http { base } => {
-            let credentials = Credentials::from_env().map_err(ConfigError::Credentials)?;
-            Box::new(HttpTransport::new(base, credentials, settings.timeout))
-        }
+    // No SIS course, no SIS request: credentials are not needed.
+    let sis: Box<dyn Transport> = match needs(Source::Sis) {
+        true => settings.source.connect(settings.timeout)?,
+        false => Box::new(NothingToAsk),
     };
     let canvas_base = settings.canvas.api.clone();
     let canvas: Box<dyn Transport> = match &canvas_base {
@@ -193,6 +186,16 @@ pub fn run_with_sources(
     clock: &RunClock,
 ) -> Report {
     let mut ending = Ending::default();
+    for (course, ago) in config::stale_courses(courses, settings.stale_after_terms) {
+        log::warn!(
+            course = course.key.as_str();
+            "{}: its term was {ago} terms ago; remove the profile from the values file and \
+             sync with --prune, so the job stops fetching it and its former students no \
+             longer match it",
+            course.key
+        );
+        ending.stale.insert(course.key.clone());
+    }
     let result = execute(
         settings,
         courses,

@@ -44,7 +44,9 @@ pub fn run(cli: &Cli, shutdown: &Shutdown) -> Exit {
     match &cli.command {
         Command::Sync(args) => run_job(&args.job, args.dry_run, &args.run, approve_env, shutdown),
         Command::Plan(args) => run_job(&args.job, true, &args.run, approve_env, shutdown),
-        Command::Check(args) => inspect::check(&args.job, approve_env, &mut stdout),
+        Command::Check(args) => {
+            inspect::check(&args.job, args.online, approve_env, shutdown, &mut stdout)
+        }
         Command::Verify(args) => inspect::verify(
             &args.output_dir.output_dir,
             &args.audit_repo.audit_repo,

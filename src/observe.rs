@@ -186,6 +186,11 @@ pub fn metrics(report: &Report, now: f64, previous_success: Option<f64>) -> Stri
         report.count(Status::Guarded) as f64,
     );
     out.single(
+        "roster_sync_stale_profiles",
+        "Configured course profiles whose term is --stale-after-terms or more terms ago.",
+        report.courses.iter().filter(|course| course.stale).count() as f64,
+    );
+    out.single(
         "roster_sync_drift_files",
         "Roster files found changed out of band (and restored) in the last run.",
         report.drift as f64,

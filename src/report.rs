@@ -5,6 +5,7 @@
 //! happened (see [`Exit`] for the precedence), so the report, the log, the metrics and
 //! the process agree.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -68,6 +69,8 @@ pub struct CourseReport {
     pub error: Option<String>,
     /// The guard an approval let through, when one did.
     pub approved: Option<String>,
+    /// The profile's term is `--stale-after-terms` or more terms ago: due for removal.
+    pub stale: bool,
 }
 
 impl From<&CoursePlan> for CourseReport {
@@ -89,6 +92,7 @@ impl From<&CoursePlan> for CourseReport {
             },
             error: course.error(),
             approved: course.approved(),
+            stale: false,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct Ending {
     pub drift: usize,
     pub commit: Option<String>,
     pub requests: Requests,
+    /// The keys of the configured courses whose profiles are stale.
+    pub stale: BTreeSet<String>,
     /// What the JupyterHub groups sync did, when `--hub-api` is given and it ran.
     pub hub: Option<HubReport>,
     /// The exit and the message of a run stopped before it could apply its plan.
@@ -148,7 +154,14 @@ pub struct Report {
 impl Report {
     /// The report of a run that started at `clock` and ended as `ending` says.
     pub fn new(clock: &RunClock, dry_run: bool, ending: Ending) -> Self {
-        let courses: Vec<CourseReport> = ending.courses.iter().map(CourseReport::from).collect();
+        let courses: Vec<CourseReport> = ending
+            .courses
+            .iter()
+            .map(|course| CourseReport {
+                stale: ending.stale.contains(&course.key),
+                ..CourseReport::from(course)
+            })
+            .collect();
         let count = |status| courses.iter().filter(|c| c.status == status).count();
         let (guarded, failed) = (count(Status::Guarded), count(Status::Failed));
         let hub_failed = ending.hub.as_ref().is_some_and(|hub| hub.error.is_some());

@@ -187,15 +187,14 @@ pub fn sync_groups(
     shutdown: &Shutdown,
 ) -> HubReport {
     let mut report = HubReport::default();
-    let result = run(
+    let sync = Sync {
         config,
         previous,
         desired,
         pruned,
         dry_run,
-        shutdown,
-        &mut report,
-    );
+    };
+    let result = sync.run(shutdown, &mut report);
     if let Err(error) = result {
         log::warn!("hub groups not fully updated: {error}");
         report.error = Some(error.to_string());
@@ -217,136 +216,137 @@ pub fn sync_groups(
     report
 }
 
-fn run(
-    config: &HubConfig,
-    previous: &CourseRosters,
-    desired: &CourseRosters,
-    pruned: &[String],
+/// The inputs of one groups sync.
+struct Sync<'a> {
+    config: &'a HubConfig,
+    previous: &'a CourseRosters,
+    desired: &'a CourseRosters,
+    pruned: &'a [String],
     dry_run: bool,
-    shutdown: &Shutdown,
-    report: &mut HubReport,
-) -> Result<(), SyncError> {
-    report.groups = plan::managed_groups(&config.group_template, desired)
-        .map_err(SyncError::Template)?
-        .len();
-    let prunable = pruned.iter().any(|key| !desired.contains_key(key));
-    if report.groups == 0 && !prunable {
-        return Ok(());
-    }
-    let mut client = client::HubClient::new(config, shutdown);
-    let outcome = sync_with(
-        &mut client,
-        config,
-        previous,
-        desired,
-        pruned,
-        dry_run,
-        report,
-    );
-    report.requests = client.requests();
-    outcome
 }
 
-fn sync_with(
-    client: &mut client::HubClient,
-    config: &HubConfig,
-    previous: &CourseRosters,
-    desired: &CourseRosters,
-    pruned: &[String],
-    dry_run: bool,
-    report: &mut HubReport,
-) -> Result<(), SyncError> {
-    let state = client.read_state().map_err(|error| SyncError::Stopped {
-        error,
-        earlier_failures: 0,
-    })?;
-    let plan = plan::plan(
-        &config.group_template,
-        &config.username_domain,
-        previous,
-        desired,
-        pruned,
-        &state,
-    )
-    .map_err(SyncError::Template)?;
-    report.drift = plan.drift();
-    report.not_in_hub = plan.not_in_hub;
-    report.outside_domain = plan.outside_domain;
-    for change in plan.groups.iter().filter(|change| change.drift) {
-        log::info!(
-            "hub group {} was changed out of band; repairing",
-            change.name
-        );
+impl Sync<'_> {
+    fn run(&self, shutdown: &Shutdown, report: &mut HubReport) -> Result<(), SyncError> {
+        report.groups = plan::managed_groups(&self.config.group_template, self.desired)
+            .map_err(SyncError::Template)?
+            .len();
+        let prunable = self
+            .pruned
+            .iter()
+            .any(|key| !self.desired.contains_key(key));
+        if report.groups == 0 && !prunable {
+            return Ok(());
+        }
+        let mut client = client::HubClient::new(self.config, shutdown);
+        let outcome = self.apply(&mut client, report);
+        report.requests = client.requests();
+        outcome
     }
-    if dry_run {
-        report.added = plan.added();
-        report.removed = plan.removed();
-        report.created = plan.created();
-        report.deleted = plan.delete.len();
-        for change in plan.groups.iter().filter(|change| !change.is_noop()) {
+
+    fn apply(
+        &self,
+        client: &mut client::HubClient,
+        report: &mut HubReport,
+    ) -> Result<(), SyncError> {
+        let Sync {
+            config,
+            previous,
+            desired,
+            pruned,
+            dry_run,
+        } = *self;
+        let state = client.read_state().map_err(|error| SyncError::Stopped {
+            error,
+            earlier_failures: 0,
+        })?;
+        let plan = plan::plan(
+            &config.group_template,
+            &config.username_domain,
+            previous,
+            desired,
+            pruned,
+            &state,
+        )
+        .map_err(SyncError::Template)?;
+        report.drift = plan.drift();
+        report.not_in_hub = plan.not_in_hub;
+        report.outside_domain = plan.outside_domain;
+        for change in plan.groups.iter().filter(|change| change.drift) {
             log::info!(
-                "hub group {}: would {}add {}, remove {}",
-                change.name,
-                if change.create { "create it, " } else { "" },
-                change.add.len(),
-                change.remove.len()
+                "hub group {} was changed out of band; repairing",
+                change.name
             );
         }
-        for name in &plan.delete {
-            log::info!("hub group {name}: would delete it (pruned course)");
+        if dry_run {
+            report.added = plan.added();
+            report.removed = plan.removed();
+            report.created = plan.created();
+            report.deleted = plan.delete.len();
+            for change in plan.groups.iter().filter(|change| !change.is_noop()) {
+                log::info!(
+                    "hub group {}: would {}add {}, remove {}",
+                    change.name,
+                    if change.create { "create it, " } else { "" },
+                    change.add.len(),
+                    change.remove.len()
+                );
+            }
+            for name in &plan.delete {
+                log::info!("hub group {name}: would delete it (pruned course)");
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let mut failures: Vec<client::HubError> = Vec::new();
-    let mut record = |result: Result<(), client::HubError>| match result {
-        Ok(()) => Ok(()),
-        Err(error) if error.stops_all() => Err(error),
-        Err(error) => {
-            log::warn!("{error}");
-            failures.push(error);
-            Ok(())
-        }
-    };
-    let mut stopped = None;
-    for change in plan.groups.iter().filter(|change| !change.is_noop()) {
-        let result = apply_group(client, change, report);
-        if let Err(error) = record(result) {
-            stopped = Some(error);
-            break;
-        }
-        log::info!(
-            "hub group {}: {}+{} -{}",
-            change.name,
-            if change.create { "created, " } else { "" },
-            change.add.len(),
-            change.remove.len()
-        );
-    }
-    if stopped.is_none() {
-        for name in &plan.delete {
-            let result = client.delete_group(name).map(|deleted| {
-                if deleted {
-                    report.deleted += 1;
-                    log::info!("hub group {name}: deleted (pruned course)");
-                }
-            });
+        let mut failures: Vec<client::HubError> = Vec::new();
+        let mut record = |result: Result<(), client::HubError>| match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.stops_all() => Err(error),
+            Err(error) => {
+                log::warn!("{error}");
+                failures.push(error);
+                Ok(())
+            }
+        };
+        let mut stopped = None;
+        for change in plan.groups.iter().filter(|change| !change.is_noop()) {
+            let result = apply_group(client, change, report);
             if let Err(error) = record(result) {
                 stopped = Some(error);
                 break;
             }
+            log::info!(
+                "hub group {}: {}+{} -{}",
+                change.name,
+                if change.create { "created, " } else { "" },
+                change.add.len(),
+                change.remove.len()
+            );
         }
-    }
-    let earlier_failures = failures.len();
-    match stopped {
-        Some(error) => Err(SyncError::Stopped {
-            error,
-            earlier_failures,
-        }),
-        None if failures.is_empty() => Ok(()),
-        None => Err(SyncError::Failed {
-            first: failures.remove(0),
-            more: earlier_failures - 1,
-        }),
+        if stopped.is_none() {
+            for name in &plan.delete {
+                let result = client.delete_group(name).map(|deleted| {
+                    if deleted {
+                        report.deleted += 1;
+                        log::info!("hub group {name}: deleted (pruned course)");
+                    }
+                });
+                if let Err(error) = record(result) {
+                    stopped = Some(error);
+                    break;
+                }
+            }
+        }
+        let earlier_failures = failures.len();
+        match stopped {
+            Some(error) => Err(SyncError::Stopped {
+                error,
+                earlier_failures,
+            }),
+            None if failures.is_empty() => Ok(()),
+            None => Err(SyncError::Failed {
+                first: failures.remove(0),
+                more: earlier_failures - 1,
+            }),
+        }
     }
 }
 

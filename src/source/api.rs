@@ -153,6 +153,8 @@ fn response<T: for<'de> Deserialize<'de>>(
 pub struct Section {
     pub id: String,
     pub instructors: Vec<Assignment>,
+    /// The course's subject and catalog number (`STAT C131A`), when SIS names them.
+    pub title: Option<String>,
 }
 
 /// An instructor's disclosed campus UID and role code on one meeting.
@@ -173,6 +175,20 @@ struct RawSection {
     id: Id,
     #[serde(default, deserialize_with = "nullable")]
     meetings: Vec<RawMeeting>,
+    #[serde(default, deserialize_with = "nullable")]
+    class: RawClass,
+}
+
+#[derive(Deserialize, Default)]
+struct RawClass {
+    #[serde(default, deserialize_with = "nullable")]
+    course: RawCourse,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCourse {
+    #[serde(rename = "displayName", default, deserialize_with = "nullable")]
+    display_name: String,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +221,8 @@ pub fn parse_sections(body: &[u8]) -> Result<Vec<Section>, ParseError> {
         .into_iter()
         .map(|section| Section {
             id: section.id.into_string(),
+            title: Some(section.class.course.display_name.trim().to_string())
+                .filter(|title| !title.is_empty()),
             instructors: section
                 .meetings
                 .into_iter()
@@ -335,7 +353,8 @@ mod tests {
     #[test]
     fn sections_with_and_without_wrapper() {
         let section = r#"{"classSections":[
-            {"id": 23970, "meetings":[{"assignedInstructors":[
+            {"id": 23970, "class": {"course": {"displayName": "STAT C131A"}},
+             "meetings":[{"assignedInstructors":[
                 {"instructor":{"identifiers":[{"type":"campus-uid","id":"111","disclose":true}]},
                  "role":{"code":"PI"}},
                 {"instructor":{"identifiers":[{"type":"campus-uid","id":"222","disclose":false}]},
@@ -356,10 +375,12 @@ mod tests {
                             uid: "111".into(),
                             role: "PI".into()
                         }],
+                        title: Some("STAT C131A".into()),
                     },
                     Section {
                         id: "23971".into(),
-                        instructors: vec![]
+                        instructors: vec![],
+                        title: None,
                     },
                 ]
             );
@@ -464,10 +485,12 @@ mod tests {
             Section {
                 id: "1".into(),
                 instructors: vec![assignment("10", "PI"), assignment("20", "APRX")],
+                title: None,
             },
             Section {
                 id: "2".into(),
                 instructors: vec![assignment("10", "PI"), assignment("30", "TNIC")],
+                title: None,
             },
         ];
         let excluded = BTreeSet::from(["APRX".to_string()]);

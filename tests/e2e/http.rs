@@ -775,3 +775,73 @@ fn no_more_requests_in_flight_than_the_concurrency() {
         .unwrap();
     assert_eq!(most_at_once, 2, "requests in flight at once");
 }
+
+#[test]
+fn check_online_looks_every_course_up_and_fails_on_a_class_that_does_not_exist() {
+    let campus = small_campus();
+    let server = start(&campus);
+    let sandbox = Sandbox::new();
+    // 2021-fall-99999 is no class of the campus.
+    sandbox.write_values(&format!(
+        "{}    2021-fall-99999: {{}}\n",
+        campus.values_yaml()
+    ));
+    let mut command = sandbox.job_at(
+        &["check", "--online"],
+        server.base_url(),
+        &sandbox.output_dir(),
+        &sandbox.audit_repo(),
+        None,
+    );
+    let run = sandbox.run(crate::support::credentials(&mut command));
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|line| line.contains(&format!("course {key} ")))
+            .unwrap_or_else(|| panic!("a line for {key}:\n{}", run.stdout))
+            .to_string()
+    };
+    assert!(
+        line(A).starts_with("ok   ") && line(A).contains("2 sections"),
+        "{}",
+        line(A)
+    );
+    assert!(
+        line(A).contains("2 instructors"),
+        "Ada and the GSI; not the proxy: {}",
+        line(A)
+    );
+    assert!(
+        line(C).starts_with("ok   ") && line(C).contains("0 instructors"),
+        "{}",
+        line(C)
+    );
+    let missing = line("2021-fall-99999");
+    assert!(
+        missing.starts_with("FAIL") && missing.contains("no such class"),
+        "{missing}"
+    );
+    // Read-only: one Classes request per course, nothing else asked, nothing written.
+    let requests = server.requests();
+    assert_eq!(requests.len(), campus.courses.len() + 1, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.path.starts_with("/sis/v1/classes/sections/"))
+    );
+    assert!(!sandbox.output_dir().exists() && !sandbox.audit_repo().exists());
+    assert_eq!(server.violations(), Vec::<String>::new());
+
+    // Without --online, check asks nothing.
+    let mut offline = sandbox.job_at(
+        &["check"],
+        server.base_url(),
+        &sandbox.output_dir(),
+        &sandbox.audit_repo(),
+        None,
+    );
+    let quiet = sandbox.run(crate::support::credentials(&mut offline));
+    assert_eq!(quiet.code, Some(0), "{}", quiet.describe());
+    assert_eq!(server.requests().len(), campus.courses.len() + 1);
+}

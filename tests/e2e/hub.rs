@@ -45,24 +45,50 @@ fn group(template: &str, key: &str, list: &str) -> String {
     template.replace("{key}", key).replace("{list}", list)
 }
 
-/// `roster-sync ARGS… --hub-api API --hub-group-template TEMPLATE` on the fixture values
-/// and `api_base`, with `token` as the hub token.
-fn hub_job(
-    sandbox: &Sandbox,
-    args: &[&str],
-    api_base: &str,
-    api: &str,
-    template: &str,
-    token: &str,
-) -> Command {
-    if !sandbox.values().exists() {
-        sandbox.copy_fixture_values();
+/// Runs of the binary in one sandbox against one hub URL with one group template.
+struct HubJob<'a> {
+    sandbox: Sandbox,
+    api: &'a str,
+    template: &'a str,
+    token: &'a str,
+}
+
+impl<'a> HubJob<'a> {
+    /// The least-privilege token, straight to the hub.
+    fn new(template: &'a str) -> Self {
+        HubJob::through(&hub().api, template, &hub().sync_token)
     }
-    let mut command = sandbox.job(args, api_base);
-    command
-        .args(["--hub-api", api, "--hub-group-template", template])
-        .env("JUPYTERHUB_API_TOKEN", token);
-    command
+
+    /// `token` to `api` (a forwarder in front of the hub, say).
+    fn through(api: &'a str, template: &'a str, token: &'a str) -> Self {
+        let sandbox = Sandbox::new();
+        sandbox.copy_fixture_values();
+        HubJob {
+            sandbox,
+            api,
+            template,
+            token,
+        }
+    }
+
+    /// `roster-sync ARGS… --hub-api … --hub-group-template …` on this sandbox's values,
+    /// asking `api_base` for the rosters.
+    fn command(&self, args: &[&str], api_base: &str) -> Command {
+        let mut command = self.sandbox.job(args, api_base);
+        command
+            .args(["--hub-api", self.api, "--hub-group-template", self.template])
+            .env("JUPYTERHUB_API_TOKEN", self.token);
+        command
+    }
+
+    /// `roster-sync ARGS…` on the bundled fixtures.
+    fn run(&self, args: &[&str]) -> support::Run {
+        self.run_on(args, &support::fixture_api_base())
+    }
+
+    fn run_on(&self, args: &[&str], api_base: &str) -> support::Run {
+        self.sandbox.run(&mut self.command(args, api_base))
+    }
 }
 
 /// The usernames a fixture roster file gives, limited to the hub's users.
@@ -97,7 +123,7 @@ fn hub_report(run: &support::Run) -> &Value {
 /// guard holds it) and the Classes API no longer knows 2020-spring-14552 (it fails).
 fn troubled_fixtures(sandbox: &Sandbox) -> String {
     let sis = sandbox.path("sis-troubled");
-    copy_dir(&support::fixtures().join("sis"), &sis);
+    support::copy_dir(&support::fixtures().join("sis"), &sis);
     for section in fs::read_dir(sis.join("enrollments/2225")).unwrap() {
         fs::write(
             section.unwrap().path().join("page-1.json"),
@@ -109,48 +135,22 @@ fn troubled_fixtures(sandbox: &Sandbox) -> String {
     format!("file://{}", sis.display())
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn every_group_holds_its_rosters_hub_users_a_second_run_writes_nothing_and_drift_is_repaired() {
     let hub = hub();
     hub.create_users(&HUB_USERS);
     let template = "e2e-a::{key}::{list}";
     let forwarder = Forwarder::recording(&hub.api);
-    let sandbox = Sandbox::new();
-    let fixtures = support::fixture_api_base();
-    let run = |sandbox: &Sandbox| {
-        sandbox.run(&mut hub_job(
-            sandbox,
-            &["sync"],
-            &fixtures,
-            &forwarder.api,
-            template,
-            &hub.sync_token,
-        ))
-    };
+    let job = HubJob::through(&forwarder.api, template, &hub.sync_token);
 
-    let first = run(&sandbox);
+    let first = job.run(&["sync"]);
     assert_exit(&first, 0);
     let expected: BTreeMap<String, Option<BTreeSet<String>>> = KEYS
         .iter()
         .flat_map(|key| ["students", "instructors"].map(|list| (key, list)))
         .map(|(key, list)| {
-            (
-                group(template, key, list),
-                Some(expected_members(key, list)),
-            )
+            let members = expected_members(key, list);
+            (group(template, key, list), Some(members))
         })
         .collect();
     assert_eq!(groups(template), expected);
@@ -163,11 +163,10 @@ fn every_group_holds_its_rosters_hub_users_a_second_run_writes_nothing_and_drift
     assert_eq!(report["error"], Value::Null);
     assert_eq!(report["drift"], 0);
     assert!(forwarder.seen().iter().all(|seen| seen.authorized));
-    let first_requests = forwarder.seen().len() as u64;
-    assert_eq!(report["requests"], first_requests);
+    assert_eq!(report["requests"], forwarder.seen().len() as u64);
 
     forwarder.clear();
-    let second = run(&sandbox);
+    let second = job.run(&["sync"]);
     assert_exit(&second, 0);
     assert_eq!(
         forwarder.writes(),
@@ -183,11 +182,15 @@ fn every_group_holds_its_rosters_hub_users_a_second_run_writes_nothing_and_drift
     assert_eq!(groups(template), expected);
 
     // By hand: a stranger joins one group, a member leaves another.
-    let students = group(template, "2019-fall-23970", "students");
-    let instructors = group(template, "2021-fall-32244", "instructors");
-    hub.add_members(&students, &["cy.prof"]);
-    hub.remove_members(&instructors, &["ada.prof"]);
-    let third = run(&sandbox);
+    hub.add_members(
+        &group(template, "2019-fall-23970", "students"),
+        &["cy.prof"],
+    );
+    hub.remove_members(
+        &group(template, "2021-fall-32244", "instructors"),
+        &["ada.prof"],
+    );
+    let third = job.run(&["sync"]);
     assert_exit(&third, 0);
     assert_eq!(groups(template), expected, "both groups restored");
     let report = hub_report(&third);
@@ -203,27 +206,11 @@ fn guarded_and_failed_courses_keep_their_groups_and_pruned_courses_lose_only_the
     let hub = hub();
     hub.create_users(&HUB_USERS);
     let template = "e2e-b::{key}::{list}";
-    let sandbox = Sandbox::new();
-    let synced = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &support::fixture_api_base(),
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
-    assert_exit(&synced, 0);
+    let job = HubJob::new(template);
+    assert_exit(&job.run(&["sync"]), 0);
     let before = groups(template);
 
-    let troubled = troubled_fixtures(&sandbox);
-    let held = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &troubled,
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
+    let held = job.run_on(&["sync"], &troubled_fixtures(&job.sandbox));
     assert_exit(&held, 3);
     assert_eq!(held.status("2022-summer-04321"), "guarded");
     assert_eq!(held.status("2020-spring-14552"), "failed");
@@ -237,15 +224,9 @@ fn guarded_and_failed_courses_keep_their_groups_and_pruned_courses_lose_only_the
     // 2019-fall-23970 leaves the values file; with --prune its groups go, and only they.
     hub.create_group("e2e-b-other-team", &["aprof"]);
     let values = fs::read_to_string(support::fixtures().join("values.yaml")).unwrap();
-    sandbox.write_values(&values.replace("    2019-fall-23970:", "    retired-2019-fall-23970:"));
-    let pruned = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync", "--prune"],
-        &support::fixture_api_base(),
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
+    job.sandbox
+        .write_values(&values.replace("    2019-fall-23970:", "    retired-2019-fall-23970:"));
+    let pruned = job.run(&["sync", "--prune"]);
     assert_exit(&pruned, 0);
     assert_eq!(pruned.status("2019-fall-23970"), "pruned");
     let mut expected = before.clone();
@@ -254,10 +235,8 @@ fn guarded_and_failed_courses_keep_their_groups_and_pruned_courses_lose_only_the
     }
     assert_eq!(groups(template), expected);
     assert_eq!(hub_report(&pruned)["deleted"], 2);
-    assert_eq!(
-        hub.members("e2e-b-other-team"),
-        Some(BTreeSet::from(["aprof".to_string()]))
-    );
+    let other_team = BTreeSet::from(["aprof".to_string()]);
+    assert_eq!(hub.members("e2e-b-other-team"), Some(other_team));
 }
 
 #[test]
@@ -266,16 +245,8 @@ fn a_dry_run_only_reads_and_predicts_what_the_sync_then_does() {
     hub.create_users(&HUB_USERS);
     let template = "e2e-c::{key}::{list}";
     let forwarder = Forwarder::recording(&hub.api);
-    let sandbox = Sandbox::new();
-    let fixtures = support::fixture_api_base();
-    let planned = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["plan"],
-        &fixtures,
-        &forwarder.api,
-        template,
-        &hub.sync_token,
-    ));
+    let planning = HubJob::through(&forwarder.api, template, &hub.sync_token);
+    let planned = planning.run(&["plan"]);
     assert_exit(&planned, 0);
     assert_eq!(forwarder.writes(), 0, "{:?}", forwarder.seen());
     assert!(
@@ -285,14 +256,7 @@ fn a_dry_run_only_reads_and_predicts_what_the_sync_then_does() {
     let predicted = hub_report(&planned).clone();
     assert_eq!(predicted["created"], 8);
 
-    let synced = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &fixtures,
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
+    let synced = HubJob::new(template).run(&["sync"]);
     assert_exit(&synced, 0);
     let done = hub_report(&synced);
     for field in [
@@ -313,20 +277,16 @@ fn a_rejected_token_exits_7_after_the_rosters_and_the_audit_were_applied() {
     hub.create_users(&HUB_USERS);
     let template = "e2e-d::{key}::{list}";
     let forwarder = Forwarder::recording(&hub.api);
-    let sandbox = Sandbox::new();
     let token = "e2e-wrong-token-8c1d";
-    let run = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &support::fixture_api_base(),
-        &forwarder.api,
-        template,
-        token,
-    ));
+    let job = HubJob::through(&forwarder.api, template, token);
+    let run = job.run(&["sync"]);
     assert_exit(&run, 7);
     assert_eq!(run.report["outcome"], "partial");
-    assert_eq!(sandbox.roster_files(), support::expected_fixture_files());
-    assert_eq!(sandbox.commit_count(), 1);
+    assert_eq!(
+        job.sandbox.roster_files(),
+        support::expected_fixture_files()
+    );
+    assert_eq!(job.sandbox.commit_count(), 1);
     let error = hub_report(&run)["error"].as_str().unwrap().to_string();
     assert!(
         error.contains("JUPYTERHUB_API_TOKEN") && error.contains("admin:groups"),
@@ -343,14 +303,12 @@ fn a_rejected_token_exits_7_after_the_rosters_and_the_audit_were_applied() {
     assert!(groups(template).values().all(Option::is_none));
 
     // The next run with the right token brings the groups up to date.
-    let retried = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &support::fixture_api_base(),
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
+    let retried = HubJob {
+        token: &hub.sync_token,
+        api: &hub.api,
+        ..job
+    }
+    .run(&["sync"]);
     assert_exit(&retried, 0);
     assert!(groups(template).values().all(Option::is_some));
 }
@@ -370,18 +328,8 @@ fn a_server_error_is_retried_and_the_run_succeeds() {
             Action::Forward
         }
     });
-    let sandbox = Sandbox::new();
-    let run = sandbox.run(
-        hub_job(
-            &sandbox,
-            &["sync"],
-            &support::fixture_api_base(),
-            &forwarder.api,
-            template,
-            &hub.sync_token,
-        )
-        .args(["--retries", "3"]),
-    );
+    let run =
+        HubJob::through(&forwarder.api, template, &hub.sync_token).run(&["sync", "--retries", "3"]);
     assert_exit(&run, 0);
     let statuses: Vec<u16> = forwarder.seen().iter().map(|seen| seen.status).collect();
     assert_eq!(
@@ -411,26 +359,17 @@ fn a_group_overrides_spawn_follows_the_synced_groups_without_a_login() {
             .map(str::to_string)
             .collect()
     };
-    let template = "course::{key}::{list}";
     let gib = |n: f64| (n * 1024.0 * 1024.0 * 1024.0) as u64;
     let before = hub.spawn(user);
+    assert!(course_groups(&before).is_empty(), "{before}");
     assert_eq!(
         before["mem_limit"],
         gib(1.0),
         "the default limit before any sync: {before}"
     );
 
-    let sandbox = Sandbox::new();
-    let fixtures = support::fixture_api_base();
-    let synced = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync"],
-        &fixtures,
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
-    assert_exit(&synced, 0);
+    let job = HubJob::new("course::{key}::{list}");
+    assert_exit(&job.run(&["sync"]), 0);
     let course = hub.spawn(user);
     assert_eq!(
         course_groups(&course),
@@ -451,17 +390,9 @@ fn a_group_overrides_spawn_follows_the_synced_groups_without_a_login() {
 
     // The course leaves the values file and is pruned: the next spawn is back to defaults.
     let values = fs::read_to_string(support::fixtures().join("values.yaml")).unwrap();
-    sandbox
+    job.sandbox
         .write_values(&values.replace("    2020-spring-14552:", "    retired-2020-spring-14552:"));
-    let pruned = sandbox.run(&mut hub_job(
-        &sandbox,
-        &["sync", "--prune"],
-        &fixtures,
-        &hub.api,
-        template,
-        &hub.sync_token,
-    ));
-    assert_exit(&pruned, 0);
+    assert_exit(&job.run(&["sync", "--prune"]), 0);
     let after = hub.spawn(user);
     assert!(course_groups(&after).is_empty(), "{after}");
     assert_eq!(after["mem_limit"], gib(1.0), "{after}");

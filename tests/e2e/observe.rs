@@ -100,7 +100,7 @@ fn json_log_lines_parse_and_carry_no_addresses() {
 
 /// Every metric family `src/observe.rs` writes; the test fails when one disappears or a
 /// new one appears without being added here.
-const FAMILIES: [&str; 13] = [
+const FAMILIES: [&str; 14] = [
     "roster_sync_last_run_timestamp_seconds",
     "roster_sync_last_success_timestamp_seconds",
     "roster_sync_run_duration_seconds",
@@ -113,6 +113,7 @@ const FAMILIES: [&str; 13] = [
     "roster_sync_requests",
     "roster_sync_requests_retried",
     "roster_sync_guard_trips",
+    "roster_sync_stale_profiles",
     "roster_sync_drift_files",
 ];
 
@@ -157,6 +158,8 @@ fn the_metrics_file_has_every_family() {
     assert_eq!(value("roster_sync_exit_code", ""), 0.0);
     assert_eq!(value("roster_sync_guard_trips", ""), 0.0);
     assert_eq!(value("roster_sync_drift_files", ""), 0.0);
+    // The fixture courses' terms (2019 to 2022) are more than two terms ago.
+    assert_eq!(value("roster_sync_stale_profiles", ""), 4.0);
     let course = |list: &str| format!(r#"course="2019-fall-23970",list="{list}""#);
     assert_eq!(
         value("roster_sync_members_added", &course("students")),

@@ -200,19 +200,6 @@ fn assert_fixture_courses_created(report: &Value, expected: &BTreeMap<String, Ve
 }
 
 /// Recursively copies a directory.
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn enrollments(page: &mut Value) -> &mut Vec<Value> {
     page.pointer_mut("/apiResponse/response/enrollmentsByClassSection/classSectionEnrollments")
         .and_then(Value::as_array_mut)
@@ -235,7 +222,7 @@ fn campus_uid(enrollment: &Value) -> String {
 /// `file://` base and the students file that course should now have.
 fn changed_fixtures(sandbox: &Sandbox) -> (String, Vec<u8>) {
     let sis = sandbox.path("sis-changed");
-    copy_dir(&support::fixtures().join("sis"), &sis);
+    support::copy_dir(&support::fixtures().join("sis"), &sis);
     let page_path = sis.join("enrollments/2202/14552/page-1.json");
     let mut page: Value = serde_json::from_str(&fs::read_to_string(&page_path).unwrap()).unwrap();
     let lab: Value = serde_json::from_str(
@@ -1278,4 +1265,79 @@ fn report_dash_writes_the_json_report_to_stdout() {
     assert_eq!(report["commit"], head(&sandbox).as_str());
     assert_fixture_courses_created(&report, &support::expected_fixture_files());
     assert!(!sandbox.path("-").exists(), "no file named -");
+}
+
+// ---------------------------------------------------------------------------------------
+// stale profiles
+
+/// Today's term as an ordinal (spring, summer, fall of a year are 3y, 3y+1, 3y+2), from
+/// the system clock, independently of the code under test.
+fn todays_term() -> i64 {
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let year: i64 = today[0..4].parse().unwrap();
+    let month: i64 = today[5..7].parse().unwrap();
+    year * 3 + [0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2][(month - 1) as usize]
+}
+
+#[test]
+fn profiles_of_terms_long_past_are_warned_about_reported_and_counted() {
+    // 2021 fall is term 2021*3+2; with N one more than its distance it is not stale,
+    // while 2020 spring and 2019 fall (further back) are.
+    let fall_2021 = todays_term() - (2021 * 3 + 2);
+    let after = (fall_2021 + 1).to_string();
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(
+        sandbox
+            .fixture_job(&["sync", "--stale-after-terms", &after])
+            .arg("--metrics-file")
+            .arg(sandbox.path("metrics.prom")),
+    );
+    assert_exit(&run, 0);
+    let stale: BTreeSet<&str> = courses(&run.report)
+        .iter()
+        .filter(|course| course["stale"] == true)
+        .map(|course| course["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stale,
+        BTreeSet::from(["2019-fall-23970", "2020-spring-14552"])
+    );
+    assert!(
+        courses(&run.report)
+            .iter()
+            .all(|course| course["stale"].is_boolean())
+    );
+    for key in ["2019-fall-23970", "2020-spring-14552"] {
+        assert!(
+            run.stderr.lines().any(|line| line.contains("WARN")
+                && line.contains(key)
+                && line.contains("terms ago")),
+            "a warning for {key}: {}",
+            run.stderr
+        );
+    }
+    let metrics = fs::read_to_string(sandbox.path("metrics.prom")).unwrap();
+    assert!(
+        metrics.contains("\nroster_sync_stale_profiles 2\n"),
+        "{metrics}"
+    );
+
+    let check = sandbox
+        .run(check(&sandbox, &support::fixture_api_base()).args(["--stale-after-terms", &after]));
+    assert_exit(&check, 0);
+    let warned: Vec<&str> = check
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("warn stale profile"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{}", check.stdout);
+    assert!(warned[0].contains("2019-fall-23970") && warned[1].contains("2020-spring-14552"));
+
+    let never = sandbox.run(&mut sandbox.fixture_job(&["plan", "--stale-after-terms", "99"]));
+    assert_exit(&never, 0);
+    assert!(
+        courses(&never.report)
+            .iter()
+            .all(|course| course["stale"] == false)
+    );
 }
