@@ -19,6 +19,7 @@
 mod jupyterhub;
 mod support;
 
+mod canvas;
 mod golden;
 mod http;
 mod hub;
