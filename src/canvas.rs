@@ -193,10 +193,14 @@ fn fetch_course<T: Transport>(client: &Client<T>, work: &Work, course: &Course) 
         );
     }
     let missing = listed.no_email + instructors_without;
-    if missing > 0 {
+    let instructor_roster =
+        Roster::from_raw(instructors.iter().filter_map(|row| row.address.as_deref()));
+    let found = listed.roster.len() + instructor_roster.len();
+    // A few people without the field are normal; nobody with it is a missing permission.
+    if missing > 0 && found == 0 {
         log::warn!(
             course = key.as_str();
-            "{key}: {missing} people have no {}; {}",
+            "{key}: none of {missing} people has {}; {}",
             options.identity,
             match options.identity {
                 Identity::Email => "the token's user needs \"Users - view primary email address\"",
@@ -206,7 +210,7 @@ fn fetch_course<T: Transport>(client: &Client<T>, work: &Work, course: &Course) 
     }
     Ok(Rosters {
         students: listed.roster,
-        instructors: Roster::from_raw(instructors.iter().filter_map(|row| row.address.as_deref())),
+        instructors: instructor_roster,
         no_email: listed.no_email,
     })
 }
