@@ -7,6 +7,9 @@
 # directory, and prints wall time, request counts (report and emulator) against the lower
 # bound, peak memory, and wall time over the ideal time
 # max(requests x latency / concurrency, longest dependent chain x latency).
+# The last line, `result: key=value ...`, sums up both runs (bench/sizes.sh collects it per
+# size): the latency bound over the minimum number of requests, and per run the wall time,
+# its ratio to that bound, requests against the minimum, and peak RSS.
 #
 # Usage: bench/run.sh            (environment overrides below)
 #   COURSES=200 SECTIONS=3 STUDENTS=150 POOL=150 SEED=1 LATENCY_MS=20 CONCURRENCY=8
@@ -71,8 +74,14 @@ for var in SIS_CLASSES SIS_ENROLLMENTS SIS_STUDENTS UCB_HR; do
 done
 
 # time(1) outside timeout(1): the maximum RSS it reports covers waited-for descendants.
-measure=()
-[[ -x /usr/bin/time ]] && measure=(/usr/bin/time -v -o "$work/time.txt")
+measure=() measure2=()
+[[ -x /usr/bin/time ]] && measure=(/usr/bin/time -v -o "$work/time.txt") \
+    && measure2=(/usr/bin/time -v -o "$work/time2.txt")
+peak_mib() { # peak RSS in MiB from a time(1) -v file, "?" without one
+    local kib
+    kib=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$1" 2>/dev/null)
+    if [[ -n "$kib" ]]; then awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }'; else echo "?"; fi
+}
 timeout=$(command -v timeout)
 
 echo "bench: $COURSES courses, ${LATENCY_MS} ms latency, concurrency $CONCURRENCY, $base_url" >&2
@@ -109,13 +118,18 @@ if [[ $status -ne 0 ]]; then
     tail -n 20 "$work/sync.log" >&2
 fi
 "$emulator" check "${campus[@]}" --output-dir "$work/profiles.d" --report "$work/report.json" \
-    --stats-url "$base_url" --wall "$wall" --latency-ms "$LATENCY_MS" --concurrency "$CONCURRENCY"
+    --stats-url "$base_url" --wall "$wall" --latency-ms "$LATENCY_MS" --concurrency "$CONCURRENCY" \
+    | tee "$work/check.txt"
+minimum=$(sed -n 's/^request lower bound: *//p' "$work/check.txt")
+chain=$(sed -n 's/^longest chain: *\([0-9]*\).*/\1/p' "$work/check.txt")
+requests1=$(sed -n 's/^ *"total": \([0-9]*\),*$/\1/p' "$work/report.json" | head -n 1)
+wall1=$wall
 
 # The steady state: a second run over the same campus, the daily case of a CronJob.
 # Nothing changed, so it fetches the same requests and writes and commits nothing.
 started=$(date +%s.%N)
 env -i HOME="$work" XDG_CONFIG_HOME="$work" RUST_LOG=${BENCH_RUST_LOG:-warn} "${creds[@]}" \
-    "$timeout" "$RUN_TIMEOUT" "$bin" sync \
+    "${measure2[@]}" "$timeout" "$RUN_TIMEOUT" "$bin" sync \
     --values "$work/values.yaml" --api-base "$base_url" \
     --output-dir "$work/profiles.d" --audit-repo "$work/audit" \
     --report "$work/report2.json" --concurrency "$CONCURRENCY" 2>"$work/sync2.log" \
@@ -125,4 +139,13 @@ requests=$(sed -n 's/^ *"total": \([0-9]*\),*$/\1/p' "$work/report2.json" | head
 awk -v a="$started" -v b="$finished" -v n="$requests" -v l="$LATENCY_MS" -v c="$CONCURRENCY" 'BEGIN {
     wall = b - a; ideal = n * l / 1000 / c
     printf "second run (no change):  %.2f s wall, %d requests, ideal %.2f s, wall / ideal %.2f\n", wall, n, ideal, wall / ideal
+}'
+echo "peak memory (second):   $(peak_mib "$work/time2.txt") MiB"
+wall2=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.3f", b - a }')
+# The latency bound is taken over the minimum number of requests, so a retry costs ratio.
+awk -v courses="$COURSES" -v w1="$wall1" -v w2="$wall2" -v r1="$requests1" -v r2="$requests" \
+    -v min="$minimum" -v chain="$chain" -v l="$LATENCY_MS" -v c="$CONCURRENCY" \
+    -v m1="$(peak_mib "$work/time.txt")" -v m2="$(peak_mib "$work/time2.txt")" 'BEGIN {
+    bound = min * l / 1000 / c; if (chain * l / 1000 > bound) bound = chain * l / 1000
+    printf "result: courses=%d bound_s=%.2f first_wall_s=%.2f first_ratio=%.2f first_requests=%d/%d first_rss_mib=%s second_wall_s=%.2f second_ratio=%.2f second_requests=%d/%d second_rss_mib=%s\n", courses, bound, w1, w1 / bound, r1, min, m1, w2, w2 / bound, r2, min, m2
 }'

@@ -239,7 +239,7 @@ impl AuditRepo {
                 .repo
                 .find_blob(entry.id())
                 .map_err(git_error(&self.path, "read a file"))?;
-            files.insert(name.to_string(), blob.content().to_vec());
+            files.insert(name.to_string(), blob.content().into());
         }
         Ok(files)
     }
@@ -426,7 +426,7 @@ mod tests {
     fn tree(entries: &[(&str, &str)]) -> Tree {
         entries
             .iter()
-            .map(|(name, content)| (name.to_string(), content.as_bytes().to_vec()))
+            .map(|(name, content)| (name.to_string(), content.as_bytes().into()))
             .collect()
     }
 

@@ -1,22 +1,32 @@
 //! Fetching every configured course, with at most `concurrency` requests in flight.
 //!
 //! A coordinator (the calling thread) owns all state and decides what to ask next;
-//! worker threads only send requests and parse answers. Work is shared across courses:
-//! each section's pages and each instructor are fetched once per run, whichever
-//! courses need them, and pages of a section are asked one after another because
-//! page n+1 is only needed when page n was full.
+//! worker threads only send requests, parse answers and reduce each enrollment page to
+//! the student rules' [`Tally`] before handing it over, so parsed rows never outlive
+//! their page. Work is shared across courses: each section's pages and each instructor
+//! are fetched once per run, whichever courses need them, and pages of a section are
+//! asked one after another because page n+1 is only needed when page n was full.
+//!
+//! Memory follows the addresses, not the pages: the queue hands out the task of the
+//! lowest course index first (a course's pages and instructors right after its Classes
+//! answer, later courses' Classes answers only when no earlier course has work ready),
+//! so few courses are open at a time, and a course that completes keeps only its two
+//! rosters. A finished section keeps its compacted tally (its distinct addresses) until
+//! every Classes answer has arrived, because a course whose answer is still to come may
+//! list it too; then a section is dropped once every course that needs it has settled.
 //!
 //! Invariant: a course either gets both lists complete, or fails as a whole with the
 //! first reason seen; nothing is ever filled in from a failed or partial answer.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::course::Course;
-use crate::roster::{self, Enrollee, Roster, Rosters};
+use crate::roster::{Roster, Rosters, Tally};
 use crate::shutdown::Shutdown;
 use crate::source::api::{self, Section};
 use crate::source::{Client, FetchError, PAGE_SIZE, Request, Transport};
@@ -49,7 +59,11 @@ pub fn fetch_all<T: Transport + 'static>(
         return Ok(Vec::new());
     }
     let queue = Arc::new(TaskQueue::default());
+    for (index, course) in courses.iter().enumerate() {
+        queue.push(index, Task::Sections(index, request_sections(course)));
+    }
     let (answers, answered) = mpsc::channel();
+    let include_waitlisted = options.include_waitlisted;
     let workers: Vec<_> = (0..options.concurrency.max(1))
         .map(|n| {
             let (client, queue, answers) =
@@ -58,8 +72,10 @@ pub fn fetch_all<T: Transport + 'static>(
                 .name(format!("fetch-{n}"))
                 .spawn(move || {
                     while let Some(task) = queue.pop() {
-                        let answer = catch_unwind(AssertUnwindSafe(|| task.run(&client)))
-                            .unwrap_or(Err(FetchError::Internal));
+                        let answer = catch_unwind(AssertUnwindSafe(|| {
+                            task.run(&client, include_waitlisted)
+                        }))
+                        .unwrap_or(Err(FetchError::Internal));
                         if answers.send((task, answer)).is_err() {
                             break;
                         }
@@ -71,9 +87,6 @@ pub fn fetch_all<T: Transport + 'static>(
     drop(answers);
 
     let mut coordinator = Coordinator::new(courses, options, &queue);
-    for (index, course) in courses.iter().enumerate() {
-        queue.push(Task::Sections(index, request_sections(course)));
-    }
     while coordinator.unfinished > 0 {
         match answered.recv_timeout(Duration::from_millis(50)) {
             Ok((task, answer)) => coordinator.take(task, answer),
@@ -115,7 +128,8 @@ enum Task {
 /// A parsed answer; `Ok(None)` is 404 (or HR's empty `response`).
 enum Answer {
     Sections(Option<Vec<Section>>),
-    Page(Option<Vec<Enrollee>>),
+    /// How many rows the page had (for pagination) and what the student rules keep.
+    Page(Option<(usize, Tally)>),
     Addresses(Vec<String>),
 }
 
@@ -126,7 +140,11 @@ impl Task {
         }
     }
 
-    fn run<T: Transport>(&self, client: &Client<T>) -> Result<Answer, FetchError> {
+    fn run<T: Transport>(
+        &self,
+        client: &Client<T>,
+        include_waitlisted: bool,
+    ) -> Result<Answer, FetchError> {
         let request = self.request();
         let body = client.fetch(request)?;
         let malformed = |reason| FetchError::Malformed {
@@ -146,7 +164,8 @@ impl Task {
                 Answer::Sections(Some(api::parse_sections(&body).map_err(malformed)?))
             }
             Request::EnrollmentPage { .. } => {
-                Answer::Page(Some(api::parse_enrollment_page(&body).map_err(malformed)?))
+                let rows = api::parse_enrollment_page(&body).map_err(malformed)?;
+                Answer::Page(Some((rows.len(), Tally::of(&rows, include_waitlisted))))
             }
             Request::Student { .. } => {
                 Answer::Addresses(api::parse_student_addresses(&body).map_err(malformed)?)
@@ -161,27 +180,65 @@ impl Task {
     }
 }
 
-/// Tasks waiting for a worker; closing it wakes every worker up to exit.
+/// Tasks waiting for a worker, lowest priority (course index) first and, within one
+/// priority, first in first out; closing it wakes every worker up to exit.
 #[derive(Default)]
 struct TaskQueue {
-    state: Mutex<(VecDeque<Task>, bool)>,
+    state: Mutex<QueueState>,
     ready: Condvar,
 }
 
+#[derive(Default)]
+struct QueueState {
+    tasks: BinaryHeap<Queued>,
+    pushed: u64,
+    closed: bool,
+}
+
+struct Queued {
+    /// (priority, order of pushing), reversed: the heap's greatest is the lowest.
+    rank: Reverse<(usize, u64)>,
+    task: Task,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank.cmp(&other.rank)
+    }
+}
+
 impl TaskQueue {
-    fn push(&self, task: Task) {
-        self.state.lock().expect("queue lock").0.push_back(task);
+    fn push(&self, priority: usize, task: Task) {
+        let mut state = self.state.lock().expect("queue lock");
+        let rank = Reverse((priority, state.pushed));
+        state.pushed += 1;
+        state.tasks.push(Queued { rank, task });
+        drop(state);
         self.ready.notify_one();
     }
 
     fn pop(&self) -> Option<Task> {
         let mut state = self.state.lock().expect("queue lock");
         loop {
-            if state.1 {
+            if state.closed {
                 return None;
             }
-            if let Some(task) = state.0.pop_front() {
-                return Some(task);
+            if let Some(queued) = state.tasks.pop() {
+                return Some(queued.task);
             }
             state = self.ready.wait(state).expect("queue lock");
         }
@@ -189,8 +246,8 @@ impl TaskQueue {
 
     fn close(&self) {
         let mut state = self.state.lock().expect("queue lock");
-        state.0.clear();
-        state.1 = true;
+        state.tasks.clear();
+        state.closed = true;
         self.ready.notify_all();
     }
 }
@@ -202,8 +259,10 @@ enum Progress<T> {
 }
 
 struct SectionState {
-    rows: Vec<Enrollee>,
+    /// What the student rules keep of the pages read so far.
+    tally: Tally,
     progress: Progress<()>,
+    /// The courses that list the section; the first one's index is its priority.
     courses: Vec<usize>,
 }
 
@@ -241,6 +300,9 @@ struct Coordinator<'a> {
     sections: BTreeMap<SectionKey, SectionState>,
     people: BTreeMap<String, PersonState>,
     unfinished: usize,
+    /// Courses whose Classes answer has not arrived; while there are any, finished
+    /// sections are kept for them.
+    unanswered: usize,
 }
 
 impl<'a> Coordinator<'a> {
@@ -253,6 +315,7 @@ impl<'a> Coordinator<'a> {
             sections: BTreeMap::new(),
             people: BTreeMap::new(),
             unfinished: courses.len(),
+            unanswered: courses.len(),
         }
     }
 
@@ -265,6 +328,16 @@ impl<'a> Coordinator<'a> {
     }
 
     fn take_sections(&mut self, course: usize, answer: Result<Answer, FetchError>) {
+        self.unanswered -= 1;
+        self.register(course, answer);
+        if self.unanswered == 0 {
+            let keys: Vec<SectionKey> = self.sections.keys().cloned().collect();
+            self.release(&keys);
+        }
+    }
+
+    /// Records a course's sections and instructors, asking for the ones not asked yet.
+    fn register(&mut self, course: usize, answer: Result<Answer, FetchError>) {
         let sections = match answer {
             Ok(Answer::Sections(Some(sections))) if !sections.is_empty() => sections,
             Ok(_) => {
@@ -282,9 +355,9 @@ impl<'a> Coordinator<'a> {
             }
             let state = self.sections.entry(key.clone()).or_insert_with(|| {
                 self.queue
-                    .push(Task::Page(key.clone(), page_request(&key, 1)));
+                    .push(course, Task::Page(key.clone(), page_request(&key, 1)));
                 SectionState {
-                    rows: Vec::new(),
+                    tally: Tally::default(),
                     progress: Progress::Pending,
                     courses: Vec::new(),
                 }
@@ -296,9 +369,9 @@ impl<'a> Coordinator<'a> {
         for uid in &uids {
             let person = self.people.entry(uid.clone()).or_insert_with(|| {
                 self.queue
-                    .push(Task::Person(Request::Employee { uid: uid.clone() }));
+                    .push(course, Task::Person(Request::Employee { uid: uid.clone() }));
                 self.queue
-                    .push(Task::Person(Request::Student { uid: uid.clone() }));
+                    .push(course, Task::Person(Request::Student { uid: uid.clone() }));
                 PersonState::default()
             });
             person.courses.push(course);
@@ -323,9 +396,9 @@ impl<'a> Coordinator<'a> {
             .get_mut(&key)
             .expect("sections are registered before their pages");
         match answer {
-            Ok(Answer::Page(Some(rows))) => {
-                let full = rows.len() >= PAGE_SIZE;
-                section.rows.extend(rows);
+            Ok(Answer::Page(Some((rows, tally)))) => {
+                let full = rows >= PAGE_SIZE;
+                section.tally.append(tally);
                 if !full {
                     section.progress = Progress::Done(());
                 } else if page >= MAX_PAGES {
@@ -334,8 +407,11 @@ impl<'a> Coordinator<'a> {
                         pages: MAX_PAGES,
                     });
                 } else {
-                    self.queue
-                        .push(Task::Page(key.clone(), page_request(&key, page + 1)));
+                    let priority = section.courses[0];
+                    self.queue.push(
+                        priority,
+                        Task::Page(key.clone(), page_request(&key, page + 1)),
+                    );
                     return;
                 }
             }
@@ -343,9 +419,14 @@ impl<'a> Coordinator<'a> {
             Ok(_) => section.progress = Progress::Done(()),
             Err(error) => section.progress = Progress::Failed(error),
         }
+        match section.progress {
+            Progress::Done(()) => section.tally.compact(),
+            _ => section.tally = Tally::default(),
+        }
         for course in section.courses.clone() {
             self.settle(course);
         }
+        self.release(&[key]);
     }
 
     fn take_person(&mut self, request: &Request, answer: Result<Answer, FetchError>) {
@@ -379,12 +460,12 @@ impl<'a> Coordinator<'a> {
             return;
         }
         let Some(keys) = &state.sections else { return };
-        let mut rows = Vec::new();
+        let mut tallies = Vec::new();
         for key in keys {
             match &self.sections[key].progress {
                 Progress::Pending => return,
                 Progress::Failed(error) => return self.finish(course, Err(error.clone())),
-                Progress::Done(()) => rows.push(&self.sections[key].rows),
+                Progress::Done(()) => tallies.push(&self.sections[key].tally),
             }
         }
         let mut addresses = Vec::new();
@@ -395,8 +476,7 @@ impl<'a> Coordinator<'a> {
                 Progress::Done(found) => addresses.extend(found),
             }
         }
-        let students =
-            roster::students(rows.into_iter().flatten(), self.options.include_waitlisted);
+        let students = Tally::students(tallies);
         let rosters = Rosters {
             instructors: Roster::from_raw(addresses),
             students: students.roster,
@@ -417,8 +497,32 @@ impl<'a> Coordinator<'a> {
             ),
             Err(error) => log::error!(course = key.as_str(); "{key}: fetch failed: {error}"),
         }
-        self.state[course].result = Some(result);
+        let state = &mut self.state[course];
+        state.result = Some(result);
+        state.uids = BTreeSet::new();
+        let keys = state.sections.take().unwrap_or_default();
         self.unfinished -= 1;
+        self.release(&keys);
+    }
+
+    /// Drops the sections among `keys` that no course can need any more: every Classes
+    /// answer is in, the section is no longer being fetched, and its courses settled.
+    fn release(&mut self, keys: &[SectionKey]) {
+        if self.unanswered > 0 {
+            return;
+        }
+        for key in keys {
+            let Some(section) = self.sections.get(key) else {
+                continue;
+            };
+            let settled = section
+                .courses
+                .iter()
+                .all(|&course| self.state[course].result.is_some());
+            if settled && !matches!(section.progress, Progress::Pending) {
+                self.sections.remove(key);
+            }
+        }
     }
 
     fn into_results(self) -> Vec<Fetched> {
@@ -509,6 +613,17 @@ mod tests {
     }
 
     fn run(answers: &[(&str, u16, String)], keys: &[&str]) -> (Vec<Fetched>, Vec<String>) {
+        let (fetched, mut asked) = run_with(answers, keys, 3);
+        asked.sort();
+        (fetched, asked)
+    }
+
+    /// Fetches `keys` with `concurrency` workers; the requests in the order they were sent.
+    fn run_with(
+        answers: &[(&str, u16, String)],
+        keys: &[&str],
+        concurrency: usize,
+    ) -> (Vec<Fetched>, Vec<String>) {
         let transport = Canned {
             answers: answers
                 .iter()
@@ -523,13 +638,12 @@ mod tests {
         let client = Arc::new(Client::new(transport, policy, Shutdown::new()));
         let courses: Vec<Course> = keys.iter().map(|key| course(key)).collect();
         let options = FetchOptions {
-            concurrency: 3,
+            concurrency,
             include_waitlisted: false,
             excluded_roles: BTreeSet::from(["APRX".to_string()]),
         };
         let fetched = fetch_all(Arc::clone(&client), &courses, &options, &Shutdown::new()).unwrap();
-        let mut asked = std::mem::take(&mut *client.transport().asked.lock().unwrap());
-        asked.sort();
+        let asked = std::mem::take(&mut *client.transport().asked.lock().unwrap());
         (fetched, asked)
     }
 
@@ -566,6 +680,67 @@ mod tests {
                 "hr/7.json",
                 "students/7.json",
             ]
+        );
+    }
+
+    #[test]
+    fn the_queue_hands_out_the_lowest_course_first_and_in_order_within_one() {
+        let queue = TaskQueue::default();
+        let person = |uid: &str| Task::Person(Request::Student { uid: uid.into() });
+        for (priority, uid) in [(2, "a"), (0, "b"), (1, "c"), (0, "d"), (1, "e")] {
+            queue.push(priority, person(uid));
+        }
+        let order: Vec<String> = std::iter::from_fn(|| {
+            let empty = queue.state.lock().unwrap().tasks.is_empty();
+            (!empty).then(|| queue.pop().unwrap().request().to_string())
+        })
+        .collect();
+        let expected: Vec<String> = ["b", "d", "c", "e", "a"]
+            .iter()
+            .map(|uid| person(uid).request().to_string())
+            .collect();
+        assert_eq!(order, expected);
+        queue.close();
+        assert!(queue.pop().is_none());
+    }
+
+    #[test]
+    fn a_section_is_kept_for_a_later_course_that_lists_it() {
+        // One worker: each course is nearly done before the next one's Classes answer.
+        let (fetched, mut asked) = run_with(
+            &[
+                ("classes/2198/1.json", 200, sections(&[10], "7")),
+                ("classes/2198/2.json", 200, sections(&[20], "8")),
+                ("classes/2198/3.json", 200, sections(&[10, 30], "7")),
+                ("enrollments/2198/10/page-1.json", 200, page(0, 5)),
+                ("enrollments/2198/20/page-1.json", 200, page(100, 2)),
+                ("enrollments/2198/30/page-1.json", 200, page(3, 4)),
+            ],
+            &["2019-fall-1", "2019-fall-2", "2019-fall-3"],
+            1,
+        );
+        asked.sort();
+        assert_eq!(
+            asked,
+            [
+                "classes/2198/1.json",
+                "classes/2198/2.json",
+                "classes/2198/3.json",
+                "enrollments/2198/10/page-1.json",
+                "enrollments/2198/20/page-1.json",
+                "enrollments/2198/30/page-1.json",
+                "hr/7.json",
+                "hr/8.json",
+                "students/7.json",
+                "students/8.json",
+            ]
+        );
+        assert_eq!(students(&fetched[0]), 5);
+        assert_eq!(students(&fetched[1]), 2);
+        assert_eq!(
+            students(&fetched[2]),
+            7,
+            "s0..s4 of section 10, s3..s6 of 30"
         );
     }
 

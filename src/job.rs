@@ -274,9 +274,7 @@ fn execute(
         return Ok(());
     }
 
-    let disk = storage
-        .store
-        .read_all(head.keys().chain(plan.tree.keys()))?;
+    let disk = storage.store.survey(&head, &plan.tree)?;
     let reconcile = tree::reconcile(&head, &plan.tree, &disk);
     ending.drift = reconcile.drift.len();
     for name in &reconcile.drift {
@@ -522,11 +520,12 @@ impl Storage {
         let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
             return Ok(None);
         };
-        let staged = reconcile
+        let writes: Vec<(&str, &[u8])> = reconcile
             .writes
             .iter()
-            .map(|name| self.store.stage(name, &plan.tree[name]))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|name| (name.as_str(), &*plan.tree[name]))
+            .collect();
+        let staged = self.store.stage_all(&writes)?;
         for name in &reconcile.removals {
             self.store.remove(name)?;
         }

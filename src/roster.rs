@@ -5,9 +5,17 @@
 //! white space or control characters inside), so rendering one address per line can
 //! never produce a blank line or split an address; rendering is sorted bytewise and
 //! deterministic, so unchanged data gives byte-identical files.
+//!
+//! A roster is kept as its rendered file: the sorted addresses, each followed by `\n`,
+//! in one shared buffer ([`Content`]), about one byte per character of its addresses.
+//! Rendering hands out the same buffer, and reading a file that is already in that form
+//! shares it, so a run holds each list once, whatever the number of courses. The student
+//! rules run on a [`Tally`], which keeps of a page or a section only what they need.
 
-use std::collections::BTreeSet;
+use std::cmp::Ordering;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 /// The two lists of a course.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,54 +63,217 @@ pub fn normalize(address: &str) -> Option<String> {
     usable.then_some(address)
 }
 
-/// A set of normalised addresses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Roster(BTreeSet<String>);
+/// The bytes of a file the job reads, writes or commits. Cloning shares the buffer, so a
+/// roster, the tree to commit and the file to stage are one allocation.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Content(Arc<[u8]>);
+
+impl Deref for Content {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Content {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Content {
+    fn from(bytes: &[u8]) -> Self {
+        Content(bytes.into())
+    }
+}
+
+impl From<Vec<u8>> for Content {
+    fn from(bytes: Vec<u8>) -> Self {
+        Content(bytes.into())
+    }
+}
+
+impl PartialEq<[u8]> for Content {
+    fn eq(&self, other: &[u8]) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Content {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Content> for Vec<u8> {
+    fn eq(&self, other: &Content) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b\"{}\"", self.0.escape_ascii())
+    }
+}
+
+/// A set of normalised addresses, kept as its rendering: sorted bytewise, distinct,
+/// each followed by `\n`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    text: Content,
+    len: usize,
+}
 
 impl Roster {
     /// Builds a roster from raw addresses, dropping the unusable ones.
     pub fn from_raw<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Roster {
-        Roster(addresses.into_iter().filter_map(normalize).collect())
+        let mut addresses: Vec<String> = addresses.into_iter().filter_map(normalize).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        Roster::from_sorted(&addresses)
+    }
+
+    /// Joins addresses that are normalised, sorted and distinct already.
+    fn from_sorted<S: AsRef<str>>(addresses: &[S]) -> Roster {
+        let size = addresses.iter().map(|a| a.as_ref().len() + 1).sum();
+        let mut text = Vec::with_capacity(size);
+        for address in addresses {
+            text.extend_from_slice(address.as_ref().as_bytes());
+            text.push(b'\n');
+        }
+        Roster {
+            text: text.into(),
+            len: addresses.len(),
+        }
     }
 
     /// Reads a roster file as this job renders it.
     pub fn parse(bytes: &[u8]) -> Roster {
-        Roster::from_raw(String::from_utf8_lossy(bytes).lines())
+        match rendered_len(bytes) {
+            Some(len) => Roster {
+                text: bytes.into(),
+                len,
+            },
+            None => Roster::from_raw(String::from_utf8_lossy(bytes).lines()),
+        }
     }
 
-    /// One address per line, each ending in `\n`; empty for an empty roster.
-    pub fn render(&self) -> Vec<u8> {
-        let mut text = String::with_capacity(self.0.iter().map(|a| a.len() + 1).sum());
-        for address in &self.0 {
-            text.push_str(address);
-            text.push('\n');
+    /// Reads a roster file like [`Roster::parse`], sharing its buffer when the file is
+    /// in the form this job renders (always, for files it wrote).
+    pub fn from_content(content: &Content) -> Roster {
+        match rendered_len(content) {
+            Some(len) => Roster {
+                text: content.clone(),
+                len,
+            },
+            None => Roster::parse(content),
         }
-        text.into_bytes()
+    }
+
+    /// One address per line, each ending in `\n`; empty for an empty roster. The buffer
+    /// is shared, not copied.
+    pub fn render(&self) -> Content {
+        self.text.clone()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
+    /// Whether the roster holds `address`: a binary search over the sorted lines.
     pub fn contains(&self, address: &str) -> bool {
-        self.0.contains(address)
+        let text: &[u8] = &self.text;
+        let address = address.as_bytes();
+        // `low` and `high` are always at the start of a line (or the end).
+        let (mut low, mut high) = (0, text.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let start = text[low..middle]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(low, |i| low + i + 1);
+            let end = start
+                + text[start..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .expect("every line ends in a newline");
+            match text[start..end].cmp(address) {
+                Ordering::Equal => return true,
+                Ordering::Less => low = end + 1,
+                Ordering::Greater => high = start,
+            }
+        }
+        false
     }
 
+    /// The addresses, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        std::str::from_utf8(&self.text)
+            .expect("a roster holds UTF-8 text")
+            .split_terminator('\n')
     }
 
     /// How many addresses `next` adds to and removes from this roster.
     pub fn changes_to(&self, next: &Roster) -> Change {
-        Change {
-            added: next.0.difference(&self.0).count(),
-            removed: self.0.difference(&next.0).count(),
+        let mut change = Change::default();
+        if self == next {
+            return change;
+        }
+        let (mut old, mut new) = (self.iter().peekable(), next.iter().peekable());
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => return change,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(old), Some(new)) => old.cmp(new),
+            };
+            match order {
+                Ordering::Less => {
+                    change.removed += 1;
+                    old.next();
+                }
+                Ordering::Greater => {
+                    change.added += 1;
+                    new.next();
+                }
+                Ordering::Equal => {
+                    old.next();
+                    new.next();
+                }
+            }
         }
     }
+}
+
+impl fmt::Debug for Roster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// The number of addresses of `bytes` when it is a rendered roster (UTF-8, normalised
+/// addresses in strictly increasing order, each followed by `\n`), else `None`.
+fn rendered_len(bytes: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        return None;
+    }
+    let mut previous: Option<&str> = None;
+    let mut len = 0;
+    for line in text.split_terminator('\n') {
+        if normalize(line).as_deref() != Some(line) || previous.is_some_and(|p| p >= line) {
+            return None;
+        }
+        previous = Some(line);
+        len += 1;
+    }
+    Some(len)
 }
 
 /// The size of a change between two rosters.
@@ -151,41 +322,100 @@ pub struct Students {
     pub no_email: usize,
 }
 
-/// Applies the student rules: enrolled people (and waitlisted ones when they count);
-/// people without a usable address are counted, not listed.
+/// What the student rules keep of some rows of a course (a page, a section), so that
+/// the rows need not be kept: the normalised addresses of the counted students, the ids
+/// of enrolled students without a usable address, and how many of those had no id.
+/// Tallies of the pieces of a course give its [`Students`] as its rows would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Each address followed by `\n` (a normalised address holds no white space).
+    addresses: String,
+    without_address: Vec<Box<str>>,
+    anonymous: usize,
+}
+
+impl Tally {
+    /// The tally of `enrollees`: enrolled people (and waitlisted ones when they count);
+    /// people without a usable address are counted, not listed.
+    pub fn of<'a>(
+        enrollees: impl IntoIterator<Item = &'a Enrollee>,
+        include_waitlisted: bool,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for enrollee in enrollees {
+            let counted = match enrollee.standing {
+                Standing::Enrolled => true,
+                Standing::Waitlisted => include_waitlisted,
+                Standing::Other => false,
+            };
+            if !counted {
+                continue;
+            }
+            match enrollee.address.as_deref().and_then(normalize) {
+                Some(address) => {
+                    tally.addresses.push_str(&address);
+                    tally.addresses.push('\n');
+                }
+                None if enrollee.standing != Standing::Enrolled => {}
+                None => match &enrollee.id {
+                    Some(id) => tally.without_address.push(id.as_str().into()),
+                    None => tally.anonymous += 1,
+                },
+            }
+        }
+        tally
+    }
+
+    /// Adds the rows `other` was made of.
+    pub fn append(&mut self, other: Tally) {
+        self.addresses.push_str(&other.addresses);
+        self.without_address.extend(other.without_address);
+        self.anonymous += other.anonymous;
+    }
+
+    /// Drops duplicates and spare capacity, for a tally that is kept.
+    pub fn compact(&mut self) {
+        let mut addresses: Vec<&str> = self.addresses.split_terminator('\n').collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let mut joined = String::with_capacity(addresses.iter().map(|a| a.len() + 1).sum());
+        for address in addresses {
+            joined.push_str(address);
+            joined.push('\n');
+        }
+        self.addresses = joined;
+        self.without_address.sort_unstable();
+        self.without_address.dedup();
+        self.without_address.shrink_to_fit();
+    }
+
+    /// The student list of a course from the tallies of all its rows.
+    pub fn students<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> Students {
+        let mut addresses = Vec::new();
+        let mut without_address = Vec::new();
+        let mut anonymous = 0;
+        for tally in tallies {
+            addresses.extend(tally.addresses.split_terminator('\n'));
+            without_address.extend(tally.without_address.iter().map(|id| &**id));
+            anonymous += tally.anonymous;
+        }
+        addresses.sort_unstable();
+        addresses.dedup();
+        without_address.sort_unstable();
+        without_address.dedup();
+        Students {
+            roster: Roster::from_sorted(&addresses),
+            no_email: without_address.len() + anonymous,
+        }
+    }
+}
+
+/// Applies the student rules to all the rows of a course (see [`Tally::of`]).
 pub fn students<'a>(
     enrollees: impl IntoIterator<Item = &'a Enrollee>,
     include_waitlisted: bool,
 ) -> Students {
-    let mut addresses = BTreeSet::new();
-    let mut without_address_by_id = BTreeSet::new();
-    let mut without_address_anonymous = 0;
-    for enrollee in enrollees {
-        let counted = match enrollee.standing {
-            Standing::Enrolled => true,
-            Standing::Waitlisted => include_waitlisted,
-            Standing::Other => false,
-        };
-        if !counted {
-            continue;
-        }
-        match enrollee.address.as_deref().and_then(normalize) {
-            Some(address) => {
-                addresses.insert(address);
-            }
-            None if enrollee.standing != Standing::Enrolled => {}
-            None => match &enrollee.id {
-                Some(id) => {
-                    without_address_by_id.insert(id.as_str());
-                }
-                None => without_address_anonymous += 1,
-            },
-        }
-    }
-    Students {
-        roster: Roster(addresses),
-        no_email: without_address_by_id.len() + without_address_anonymous,
-    }
+    Tally::students([&Tally::of(enrollees, include_waitlisted)])
 }
 
 #[cfg(test)]
@@ -219,9 +449,51 @@ mod tests {
     #[test]
     fn rendering_is_sorted_deduplicated_and_newline_terminated() {
         let roster = Roster::from_raw(["b@x.edu", "A@x.edu", " a@x.edu", "", "_z@x.edu"]);
-        assert_eq!(roster.render(), b"_z@x.edu\na@x.edu\nb@x.edu\n");
-        assert_eq!(Roster::default().render(), b"");
+        assert_eq!(&*roster.render(), b"_z@x.edu\na@x.edu\nb@x.edu\n");
+        assert_eq!(&*Roster::default().render(), b"");
         assert_eq!(Roster::parse(&roster.render()), roster);
+        assert_eq!(roster.len(), 3);
+        assert_eq!(
+            roster.iter().collect::<Vec<_>>(),
+            ["_z@x.edu", "a@x.edu", "b@x.edu"]
+        );
+    }
+
+    #[test]
+    fn parsing_normalises_files_not_in_rendered_form_and_shares_the_others() {
+        for (file, addresses) in [
+            (&b"b@x\na@x\n"[..], &["a@x", "b@x"][..]),
+            (b"A@x\r\n\n a@x\nb@x", &["a@x", "b@x"]),
+            (b"a@x\na@x\n", &["a@x"]),
+            (b"\n", &[]),
+            (b"a@x\xff\n", &["a@x\u{fffd}"]),
+        ] {
+            let roster = Roster::parse(file);
+            assert_eq!(roster.iter().collect::<Vec<_>>(), addresses, "{file:?}");
+            assert_eq!(roster.len(), addresses.len());
+            assert_eq!(Roster::from_content(&Content::from(file)), roster);
+        }
+        let file = Content::from(&b"a@x\nb@x\n"[..]);
+        let roster = Roster::from_content(&file);
+        assert_eq!(roster.len(), 2);
+        assert!(
+            std::ptr::eq(roster.render().as_ptr(), file.as_ptr()),
+            "a rendered file is shared, not copied"
+        );
+    }
+
+    #[test]
+    fn contains_finds_every_member_and_nothing_else() {
+        let members = ["a@x", "ab@x", "b@x", "bb@x", "c@x"];
+        for n in 0..=members.len() {
+            let roster = Roster::from_raw(members[..n].iter().copied());
+            for (i, member) in members.iter().enumerate() {
+                assert_eq!(roster.contains(member), i < n, "{member} in {roster:?}");
+            }
+            for absent in ["", "a", "a@", "aa@x", "b@xx", "z@x", "0@x"] {
+                assert!(!roster.contains(absent), "{absent} in {roster:?}");
+            }
+        }
     }
 
     #[test]
@@ -251,6 +523,37 @@ mod tests {
             with_waitlist.no_email, 2,
             "waitlisted rows are not enrolled"
         );
+    }
+
+    #[test]
+    fn tallies_of_the_pieces_give_the_rule_on_all_rows() {
+        let rows = [
+            row("E", Some("1"), Some("b@berkeley.edu")),
+            row("E", Some("2"), None),
+            row("W", Some("3"), Some("w@berkeley.edu")),
+            row("E", None, None),
+            row("E", Some("1"), Some("B@berkeley.edu")),
+            row("E", Some("2"), None),
+            row("E", Some("4"), Some("a@berkeley.edu")),
+            row("E", None, Some("bad address")),
+            row("D", Some("5"), None),
+        ];
+        for include_waitlisted in [false, true] {
+            let whole = students(&rows, include_waitlisted);
+            for split in 0..=rows.len() {
+                let (first, second) = rows.split_at(split);
+                let mut section = Tally::of(first, include_waitlisted);
+                section.append(Tally::of(&second[..second.len() / 2], include_waitlisted));
+                section.compact();
+                let other = Tally::of(&second[second.len() / 2..], include_waitlisted);
+                assert_eq!(
+                    Tally::students([&section, &other]),
+                    whole,
+                    "split at {split}"
+                );
+            }
+            assert_eq!(whole.no_email, 3, "ids 2 once, the anonymous rows twice");
+        }
     }
 
     #[test]

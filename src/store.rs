@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tree::OnDisk;
+use crate::tree::{Found, OnDisk, Tree};
 
 const TEMP_PREFIX: &str = ".roster-sync-tmp-";
 const FILE_MODE: u32 = 0o640;
@@ -99,15 +99,21 @@ impl OutputDir {
         }
     }
 
-    /// Reads every name given.
-    pub fn read_all<'a>(
+    /// Compares every file of `head` and `target` on disk with its content in both,
+    /// one file at a time: what [`crate::tree::reconcile`] needs, without holding the
+    /// directory's files in memory. Names are read in HEAD's order, then the new ones.
+    pub fn survey(
         &self,
-        names: impl IntoIterator<Item = &'a String>,
-    ) -> Result<BTreeMap<String, OnDisk>, StoreError> {
-        names
-            .into_iter()
-            .map(|name| Ok((name.clone(), self.read(name)?)))
-            .collect()
+        head: &Tree,
+        target: &Tree,
+    ) -> Result<BTreeMap<String, Found>, StoreError> {
+        let new = target.keys().filter(|name| !head.contains_key(*name));
+        let mut found = BTreeMap::new();
+        for name in head.keys().chain(new) {
+            let disk = self.read(name)?;
+            found.insert(name.clone(), Found::compare(name, &disk, head, target));
+        }
+        Ok(found)
     }
 
     /// Writes `content` to a durable temporary file beside `name`; [`Staged::publish`]
@@ -140,6 +146,40 @@ impl OutputDir {
             .and_then(|()| file.sync_all())
             .map_err(|error| self.error("write", &staged.temp_name, error))?;
         Ok(staged)
+    }
+
+    /// Stages every file like [`OutputDir::stage`], a few at a time: each one's fsync
+    /// waits for the disk, and waiting for several at once lets the file system commit
+    /// them together, which matters when a first run writes thousands of files. The
+    /// error is the first one in the order given, as if they were staged one by one; on
+    /// an error, the files staged are removed again.
+    pub fn stage_all<'a>(&'a self, files: &[(&str, &[u8])]) -> Result<Vec<Staged<'a>>, StoreError> {
+        const WRITERS: usize = 8;
+        let chunk = files.len().div_ceil(WRITERS).max(1);
+        let staged: Vec<Vec<Result<Staged<'a>, StoreError>>> = std::thread::scope(|scope| {
+            let writers: Vec<_> = files
+                .chunks(chunk)
+                .map(|files| {
+                    scope.spawn(move || {
+                        let mut staged = Vec::with_capacity(files.len());
+                        for (name, content) in files {
+                            let result = self.stage(name, content);
+                            let failed = result.is_err();
+                            staged.push(result);
+                            if failed {
+                                break;
+                            }
+                        }
+                        staged
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|writer| writer.join().expect("a staging thread panicked"))
+                .collect()
+        });
+        staged.into_iter().flatten().collect()
     }
 
     /// Replaces `name` with `content` atomically.
@@ -292,6 +332,94 @@ mod tests {
             ["k-students.txt"],
             "an unpublished stage leaves nothing"
         );
+    }
+
+    #[test]
+    fn staging_many_files_keeps_their_order_and_the_first_error() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        let names: Vec<String> = (0..50).map(|n| format!("{n:02}-students.txt")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), n.as_bytes())).collect();
+        let staged = store.stage_all(&files).unwrap();
+        assert_eq!(staged.len(), 50);
+        for file in staged {
+            file.publish().unwrap();
+        }
+        for name in &names {
+            assert_eq!(fs::read(root.path().join(name)).unwrap(), name.as_bytes());
+        }
+        // A temporary name that cannot be created: the first such file is the error.
+        for name in ["17-students.txt", "33-students.txt"] {
+            fs::create_dir_all(root.path().join(format!("{TEMP_PREFIX}x")).join(name)).unwrap();
+        }
+        let bad: Vec<String> = names
+            .iter()
+            .map(|name| match name.as_str() {
+                "17-students.txt" | "33-students.txt" => format!("../{TEMP_PREFIX}x/{name}/y"),
+                _ => name.clone(),
+            })
+            .collect();
+        let files: Vec<(&str, &[u8])> = bad.iter().map(|n| (n.as_str(), &b"new\n"[..])).collect();
+        let error = store.stage_all(&files).err().unwrap();
+        assert!(
+            error.path.to_string_lossy().contains("17-students.txt"),
+            "{error}"
+        );
+        let temporary = fs::read_dir(root.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".txt")
+            })
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(TEMP_PREFIX)
+            })
+            .count();
+        assert_eq!(
+            temporary, 0,
+            "the files staged before the error are removed"
+        );
+    }
+
+    #[test]
+    fn the_survey_compares_each_file_with_both_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        store.write("a-students.txt", b"old\n").unwrap();
+        store.write("b-students.txt", b"new\n").unwrap();
+        fs::create_dir(root.path().join("c-students.txt")).unwrap();
+        let tree = |entries: &[(&str, &str)]| -> Tree {
+            entries
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.as_bytes().into()))
+                .collect()
+        };
+        let head = tree(&[("a-students.txt", "old\n"), ("c-students.txt", "x\n")]);
+        let target = tree(&[("a-students.txt", "new\n"), ("b-students.txt", "new\n")]);
+        let found = store.survey(&head, &target).unwrap();
+        let expected = |present, as_head, as_target| Found {
+            present,
+            as_head,
+            as_target,
+        };
+        assert_eq!(
+            found,
+            BTreeMap::from([
+                ("a-students.txt".to_string(), expected(true, true, false)),
+                ("b-students.txt".to_string(), expected(true, false, true)),
+                ("c-students.txt".to_string(), expected(true, false, false)),
+            ])
+        );
+        fs::remove_file(root.path().join("a-students.txt")).unwrap();
+        let found = store.survey(&head, &target).unwrap();
+        assert_eq!(found["a-students.txt"], Found::default());
     }
 
     #[test]

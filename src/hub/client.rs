@@ -170,6 +170,9 @@ impl<'a> HubClient<'a> {
             let group: GroupModel = serde_json::from_value(item).map_err(|e| e.to_string())?;
             match group.users {
                 Some(members) => {
+                    // A member is a user, also when the user listing missed them (its
+                    // pages shift when users are added or removed while it is read).
+                    users.extend(members.iter().cloned());
                     groups.insert(group.name, members.into_iter().collect());
                 }
                 None => hidden = true,
@@ -183,6 +186,35 @@ impl<'a> HubClient<'a> {
             });
         }
         Ok(HubState { users, groups })
+    }
+
+    /// The members of one group (none when it does not exist).
+    pub fn group_members(&mut self, name: &str) -> Result<BTreeSet<String>, HubError> {
+        let operation = format!("reading hub group {name}");
+        let reply = self.call(&operation, Method::Get, &["groups", name], &[], None)?;
+        match reply.status {
+            200 => {
+                let group: GroupModel =
+                    serde_json::from_slice(&reply.body).map_err(|error| HubError::Broken {
+                        operation: operation.clone(),
+                        // serde would quote the value, which may be a username
+                        reason: format!(
+                            "malformed answer at line {} column {}",
+                            error.line(),
+                            error.column()
+                        ),
+                    })?;
+                group
+                    .users
+                    .map(|users| users.into_iter().collect())
+                    .ok_or(HubError::MissingScope {
+                        operation,
+                        scope: "read:groups",
+                    })
+            }
+            404 => Ok(BTreeSet::new()),
+            status => Err(HubError::Refused { operation, status }),
+        }
     }
 
     /// Creates a group with its first members; `false` when it exists already (409).

@@ -396,21 +396,32 @@ fn apply_group(
     change: &plan::GroupChange,
     report: &mut HubReport,
 ) -> Result<(), client::HubError> {
-    let mut add: &[String] = &change.add;
-    // A group that turns out to exist already (made meanwhile, or by a retried request
-    // that had in fact succeeded) gets its members the ordinary way.
-    if change.create && client.create_group(&change.name, add)? {
-        report.created += 1;
-        report.added += add.len();
-        add = &[];
+    let mut add = change.add.clone();
+    let mut remove = change.remove.clone();
+    if change.create {
+        if client.create_group(&change.name, &add)? {
+            report.created += 1;
+            report.added += add.len();
+            return Ok(());
+        }
+        // It exists after all: made meanwhile, made by a retried request that had in fact
+        // succeeded, or missed by a listing whose pages shifted while they were read. Its
+        // members are read now, so it ends the run with exactly the wanted ones.
+        let current = client.group_members(&change.name)?;
+        remove = current
+            .iter()
+            .filter(|member| !change.add.contains(member))
+            .cloned()
+            .collect();
+        add.retain(|user| !current.contains(user));
     }
     if !add.is_empty() {
-        client.add_members(&change.name, add)?;
+        client.add_members(&change.name, &add)?;
         report.added += add.len();
     }
-    if !change.remove.is_empty() {
-        client.remove_members(&change.name, &change.remove)?;
-        report.removed += change.remove.len();
+    if !remove.is_empty() {
+        client.remove_members(&change.name, &remove)?;
+        report.removed += remove.len();
     }
     Ok(())
 }

@@ -1067,12 +1067,17 @@ fn route(campus: &Campus, api: Api, path: &str, query: &[(String, String)]) -> O
 }
 
 fn find_section<'a>(campus: &'a Campus, term: &str, id: &str) -> Option<&'a Section> {
+    // Compared as numbers, written the one way `to_string` writes them: a campus of
+    // thousands of courses is scanned on every page request without an allocation per
+    // section, which made the emulator's CPU time grow with the square of the campus.
+    let term = term.parse::<u32>().ok().filter(|n| n.to_string() == term)?;
+    let id = id.parse::<u64>().ok().filter(|n| n.to_string() == id)?;
     campus
         .courses
         .iter()
-        .filter(|course| course.term_id().to_string() == term)
+        .filter(|course| course.term_id() == term)
         .flat_map(|course| &course.sections)
-        .find(|section| section.id.to_string() == id)
+        .find(|section| section.id == id)
 }
 
 /// The `apiResponse` envelope of the SIS APIs (HR has none).
