@@ -1,6 +1,6 @@
 //! What Canvas answers, parsed: the enrollments list of a course, the `Link` header's
 //! next page, and whether a 403 is throttling. Pure functions over bytes and strings; the
-//! transports (`canvas`) and the coordinator (`crate::canvas`) build on them.
+//! transports (`canvas`) and the Canvas coordinator (the top-level `canvas` module) build on them.
 //!
 //! `GET /api/v1/courses/:course_id/enrollments` answers a JSON array of enrollment
 //! objects; what roster-sync reads of one is `type`, `enrollment_state`, `user_id` and
