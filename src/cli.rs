@@ -17,10 +17,11 @@ use crate::exit::Exit;
 /// own variable would replace them).
 pub const APPROVE_ENV: &str = "ROSTER_SYNC_APPROVE";
 
-const CREDENTIALS_HELP: &str = "Credentials (needed only when courses are configured and \
+const CREDENTIALS_HELP: &str = "Credentials (needed only when SIS courses are configured and \
     --api-base is http(s)): SIS_CLASSES_ID/SIS_CLASSES_KEY, SIS_ENROLLMENTS_ID/SIS_ENROLLMENTS_KEY, \
-    SIS_STUDENTS_ID/SIS_STUDENTS_KEY and UCB_HR_ID/UCB_HR_KEY, each also readable from the file \
-    named by the same variable with a _FILE suffix (which wins).";
+    SIS_STUDENTS_ID/SIS_STUDENTS_KEY and UCB_HR_ID/UCB_HR_KEY; for canvas-{id} courses with an \
+    http(s) --canvas-api, CANVAS_API_TOKEN. Each is also readable from the file named by the \
+    same variable with a _FILE suffix (which wins).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -98,6 +99,15 @@ impl Command {
     }
 }
 
+/// The Canvas user field roster addresses come from.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanvasIdentity {
+    #[value(name = "email")]
+    Email,
+    #[value(name = "login_id")]
+    LoginId,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -169,6 +179,29 @@ pub struct JobOptions {
         default_value = "https://gateway.api.berkeley.edu"
     )]
     pub api_base: String,
+
+    /// Canvas LMS base URL for canvas-{id} course keys (e.g. https://bcourses.berkeley.edu),
+    /// or file://DIR to replay recorded answers; token from CANVAS_API_TOKEN or
+    /// CANVAS_API_TOKEN_FILE.
+    #[arg(long, env = "ROSTER_SYNC_CANVAS_API", value_name = "URL")]
+    pub canvas_api: Option<String>,
+
+    /// The Canvas user field that is a roster address: `email` (user.email) or `login_id`
+    /// (user.login_id).
+    #[arg(long, env = "ROSTER_SYNC_CANVAS_IDENTITY", value_enum,
+          default_value_t = CanvasIdentity::Email, value_name = "FIELD")]
+    pub canvas_identity: CanvasIdentity,
+
+    /// Canvas enrollment types that make an instructor (comma separated; TeacherEnrollment,
+    /// TaEnrollment, DesignerEnrollment, ObserverEnrollment).
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_CANVAS_INSTRUCTOR_TYPES",
+        value_name = "TYPES",
+        value_delimiter = ',',
+        default_value = "TeacherEnrollment,TaEnrollment"
+    )]
+    pub canvas_instructor_types: Vec<String>,
 
     /// Most requests in flight at once (1-64).
     #[arg(long, env = "ROSTER_SYNC_CONCURRENCY", value_name = "N",

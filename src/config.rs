@@ -11,12 +11,15 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use crate::audit::Author;
-use crate::cli::JobOptions;
+use crate::canvas::CanvasOptions;
+use crate::cli::{CanvasIdentity, JobOptions};
 use crate::course::{Course, KeyKind};
 use crate::fetch::FetchOptions;
 use crate::guard::GuardPolicy;
 use crate::hub::plan::InvalidTemplate;
 use crate::hub::{GroupTemplate, HubConfig, HubToken, MissingToken};
+use crate::source::canvas::{CanvasBase, MissingCanvasToken};
+use crate::source::canvas_api::{Identity, Types};
 use crate::source::credentials::{Credentials, MissingCredentials};
 use crate::source::http::{BaseUrl, HttpTransport, InvalidBaseUrl};
 use crate::source::replay::ReplayTransport;
@@ -78,6 +81,15 @@ pub enum ConfigError {
     Credentials(MissingCredentials),
     /// clap rejected the command line; the message names the argument, not its value.
     Usage(String),
+    CanvasApi(InvalidBaseUrl),
+    /// Canvas courses are configured, but not where to ask for them.
+    CanvasApiMissing {
+        path: PathBuf,
+    },
+    CanvasInstructorTypes {
+        value: String,
+    },
+    CanvasToken(MissingCanvasToken),
 }
 
 impl fmt::Display for ConfigError {
@@ -158,6 +170,23 @@ impl fmt::Display for ConfigError {
             ConfigError::HubToken(missing) => missing.fmt(f),
             ConfigError::Credentials(missing) => missing.fmt(f),
             ConfigError::Usage(message) => f.write_str(message),
+            ConfigError::CanvasApi(error) => write!(
+                f,
+                "--canvas-api {error} (or file://DIR to replay recorded answers)"
+            ),
+            ConfigError::CanvasApiMissing { path } => write!(
+                f,
+                "values file {} has canvas-{{id}} course keys, but --canvas-api \
+                 (ROSTER_SYNC_CANVAS_API) is not set",
+                path.display()
+            ),
+            ConfigError::CanvasInstructorTypes { value } => write!(
+                f,
+                "--canvas-instructor-types {value:?}: expected a comma-separated list of \
+                 {}",
+                CANVAS_INSTRUCTOR_TYPES.join(", ")
+            ),
+            ConfigError::CanvasToken(missing) => missing.fmt(f),
         }
     }
 }
@@ -374,6 +403,66 @@ impl SourceConfig {
     }
 }
 
+/// The Canvas enrollment types `--canvas-instructor-types` may name.
+pub const CANVAS_INSTRUCTOR_TYPES: [&str; 4] = [
+    "TeacherEnrollment",
+    "TaEnrollment",
+    "DesignerEnrollment",
+    "ObserverEnrollment",
+];
+
+/// Where and how Canvas courses are fetched.
+#[derive(Clone, Debug)]
+pub struct CanvasSettings {
+    /// `--canvas-api`; needed only when Canvas courses are configured.
+    pub api: Option<CanvasBase>,
+    pub options: CanvasOptions,
+}
+
+impl CanvasSettings {
+    fn from_options(options: &JobOptions) -> Result<CanvasSettings, ConfigError> {
+        let api = match options.canvas_api.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(api) => Some(match api.strip_prefix("file://") {
+                Some(dir) => CanvasBase::Replay(dir.into()),
+                None => CanvasBase::Http(BaseUrl::parse(api).map_err(ConfigError::CanvasApi)?),
+            }),
+        };
+        let mut instructors: Vec<String> = Vec::new();
+        for kind in &options.canvas_instructor_types {
+            let kind = kind.trim();
+            if !CANVAS_INSTRUCTOR_TYPES.contains(&kind) {
+                return Err(ConfigError::CanvasInstructorTypes {
+                    value: options.canvas_instructor_types.join(","),
+                });
+            }
+            if !instructors.iter().any(|known| known == kind) {
+                instructors.push(kind.to_string());
+            }
+        }
+        if instructors.is_empty() {
+            return Err(ConfigError::CanvasInstructorTypes {
+                value: String::new(),
+            });
+        }
+        Ok(CanvasSettings {
+            api,
+            options: CanvasOptions {
+                concurrency: usize::from(options.concurrency),
+                types: Types {
+                    instructors,
+                    ..Types::default()
+                },
+                identity: match options.canvas_identity {
+                    CanvasIdentity::Email => Identity::Email,
+                    CanvasIdentity::LoginId => Identity::LoginId,
+                },
+                ..CanvasOptions::default()
+            },
+        })
+    }
+}
+
 /// Where a run keeps its state: the hub's roster directory and the audit repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageSettings {
@@ -430,6 +519,7 @@ pub struct Settings {
     pub dry_run: bool,
     pub storage: StorageSettings,
     pub hub: Option<HubSettings>,
+    pub canvas: CanvasSettings,
     pub stale_after_terms: u16,
 }
 
@@ -443,6 +533,7 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let source = SourceConfig::parse(&options.api_base)?;
         let hub = HubSettings::from_options(options)?;
+        let canvas = CanvasSettings::from_options(options)?;
         let timeout = Some(options.timeout)
             .filter(|seconds| *seconds <= MAX_TIMEOUT_SECS)
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
@@ -496,6 +587,7 @@ impl Settings {
                 author,
             },
             hub,
+            canvas,
             stale_after_terms: options.stale_after_terms,
         })
     }
@@ -514,7 +606,7 @@ pub fn stale_courses(courses: &[Course], after: u16) -> Vec<(&Course, i64)> {
     let today = crate::course::term_of(number(0..4), number(5..7));
     courses
         .iter()
-        .map(|course| (course, course.terms_before(today)))
+        .filter_map(|course| Some((course, course.terms_before(today)?)))
         .filter(|(_, ago)| *ago >= i64::from(after))
         .collect()
 }

@@ -2,7 +2,8 @@
 //! reaches a file name or a URL, and only after [`Course::classify`] accepted it.
 //!
 //! Invariant: a [`Course`] always has a key that matches `^\d{4}-(spring|summer|fall)-\d{1,6}$`
-//! and a term id computed from it, so no other module re-parses keys.
+//! (a SIS class, with a term id computed from it) or `^canvas-\d{1,12}$` (a Canvas course,
+//! without a term id), so no other module re-parses keys.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Season {
@@ -57,15 +58,27 @@ pub fn term_id(year: u32, season: Season) -> u32 {
     1000 * (year / 100 - 18) + 10 * (year % 100) + season.digit()
 }
 
-/// A configured course profile whose key names a SIS class.
+/// A configured course profile whose key names a SIS class or a Canvas course.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Course {
     /// The profile key exactly as written; roster file names derive from it.
     pub key: String,
-    pub term_id: u32,
-    /// The class number as written, leading zeros kept.
+    /// The SIS term id; `None` for a Canvas course (which is what tells the two apart).
+    pub term_id: Option<u32>,
+    /// The number the source knows the course by, as written: the SIS class number
+    /// (leading zeros kept) or the Canvas course id.
     pub class_number: String,
 }
+
+/// Where a course's rosters come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Sis,
+    Canvas,
+}
+
+/// The longest Canvas course id a key may hold.
+const CANVAS_ID_DIGITS: usize = 12;
 
 /// What a profile key is.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,20 +91,46 @@ pub enum KeyKind {
 }
 
 impl Course {
+    pub fn source(&self) -> Source {
+        match self.term_id {
+            Some(_) => Source::Sis,
+            None => Source::Canvas,
+        }
+    }
+
+    /// The Canvas course id of a Canvas course.
+    pub fn canvas_id(&self) -> Option<&str> {
+        (self.source() == Source::Canvas).then_some(self.class_number.as_str())
+    }
+
     /// How many terms lie between this course's term and `today`'s term (0 during the
-    /// course's own term, 1 in the next one; negative before it).
-    pub fn terms_before(&self, (year, season): (u32, Season)) -> i64 {
-        let digit = self.term_id % 10;
-        let course_year = (self.term_id / 1000 + 18) * 100 + (self.term_id / 10) % 100;
+    /// course's own term, 1 in the next one; negative before it); `None` for a Canvas
+    /// course, which has no term.
+    pub fn terms_before(&self, (year, season): (u32, Season)) -> Option<i64> {
+        let term_id = self.term_id?;
+        let digit = term_id % 10;
+        let course_year = (term_id / 1000 + 18) * 100 + (term_id / 10) % 100;
         let course_season = match digit {
             2 => Season::Spring,
             5 => Season::Summer,
             _ => Season::Fall,
         };
-        ordinal(year, season) - ordinal(course_year, course_season)
+        Some(ordinal(year, season) - ordinal(course_year, course_season))
     }
 
     pub fn classify(key: &str) -> KeyKind {
+        if let Some(id) = key.strip_prefix("canvas-") {
+            let valid = (1..=CANVAS_ID_DIGITS).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_digit());
+            return match valid {
+                true => KeyKind::Course(Course {
+                    key: key.to_string(),
+                    term_id: None,
+                    class_number: id.to_string(),
+                }),
+                false => KeyKind::NotACourse,
+            };
+        }
         let mut parts = key.splitn(3, '-');
         let (Some(year), Some(season), Some(class_number)) =
             (parts.next(), parts.next(), parts.next())
@@ -115,7 +154,7 @@ impl Course {
         }
         KeyKind::Course(Course {
             key: key.to_string(),
-            term_id: term_id(year, season.expect("checked above")),
+            term_id: Some(term_id(year, season.expect("checked above"))),
             class_number: class_number.to_string(),
         })
     }
@@ -138,19 +177,19 @@ mod tests {
         let KeyKind::Course(fall) = Course::classify("2019-fall-1") else {
             panic!("a course key")
         };
-        assert_eq!(fall.terms_before(term_of(2019, 11)), 0);
-        assert_eq!(fall.terms_before(term_of(2020, 3)), 1);
+        assert_eq!(fall.terms_before(term_of(2019, 11)), Some(0));
+        assert_eq!(fall.terms_before(term_of(2020, 3)), Some(1));
         assert_eq!(
             fall.terms_before(term_of(2020, 7)),
-            2,
+            Some(2),
             "a fall course, the next summer"
         );
-        assert_eq!(fall.terms_before(term_of(2026, 12)), 21);
-        assert_eq!(fall.terms_before(term_of(2019, 2)), -2);
+        assert_eq!(fall.terms_before(term_of(2026, 12)), Some(21));
+        assert_eq!(fall.terms_before(term_of(2019, 2)), Some(-2));
         let KeyKind::Course(old) = Course::classify("1999-summer-1") else {
             panic!("a course key")
         };
-        assert_eq!(old.terms_before(term_of(2000, 1)), 2);
+        assert_eq!(old.terms_before(term_of(2000, 1)), Some(2));
     }
 
     #[test]
@@ -158,7 +197,9 @@ mod tests {
         let KeyKind::Course(course) = Course::classify("2019-fall-023970") else {
             panic!("a course key");
         };
-        assert_eq!(course.term_id, 2198);
+        assert_eq!(course.term_id, Some(2198));
+        assert_eq!(course.source(), Source::Sis);
+        assert_eq!(course.canvas_id(), None);
         assert_eq!(course.class_number, "023970", "leading zeros kept");
         for key in [
             "astr-128-admins",
@@ -175,5 +216,31 @@ mod tests {
             assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
         }
         assert_eq!(Course::classify("1799-fall-1"), KeyKind::YearOutOfRange);
+    }
+
+    #[test]
+    fn canvas_keys_name_canvas_courses() {
+        let KeyKind::Course(course) = Course::classify("canvas-0012345") else {
+            panic!("a canvas key");
+        };
+        assert_eq!(course.source(), Source::Canvas);
+        assert_eq!(course.term_id, None);
+        assert_eq!(course.canvas_id(), Some("0012345"));
+        assert!(matches!(
+            Course::classify("canvas-123456789012"),
+            KeyKind::Course(_)
+        ));
+        for key in [
+            "canvas-",
+            "canvas-1234567890123",
+            "canvas-12a",
+            "canvas-1/../x",
+            "Canvas-1",
+            "canvas--1",
+            "canvas-１",
+            "canvas-1-students",
+        ] {
+            assert_eq!(Course::classify(key), KeyKind::NotACourse, "{key}");
+        }
     }
 }

@@ -109,7 +109,9 @@ pub fn fetch_all<T: Transport + 'static>(
 
 fn request_sections(course: &Course) -> Request {
     Request::Sections {
-        term_id: course.term_id,
+        term_id: course
+            .term_id
+            .expect("the SIS coordinator is given SIS courses only"),
         class_number: course.class_number.clone(),
     }
 }
@@ -154,6 +156,7 @@ impl Task {
                 Request::Sections { .. } => Answer::Sections(None),
                 Request::EnrollmentPage { .. } => Answer::Page(None),
                 Request::Student { .. } | Request::Employee { .. } => Answer::Addresses(Vec::new()),
+                Request::CanvasEnrollments { .. } => unreachable!("no Canvas task here"),
             });
         };
         Ok(match request {
@@ -172,6 +175,7 @@ impl Task {
                     .map_err(malformed)?
                     .unwrap_or_default(),
             ),
+            Request::CanvasEnrollments { .. } => unreachable!("no Canvas task here"),
         })
     }
 }
@@ -342,7 +346,7 @@ impl<'a> Coordinator<'a> {
             }
             Err(error) => return self.finish(course, Err(error)),
         };
-        let term_id = self.courses[course].term_id;
+        let term_id = self.courses[course].term_id.expect("SIS courses only");
         let mut keys = Vec::new();
         for section in &sections {
             let key = (term_id, section.id.clone());
@@ -563,6 +567,8 @@ mod tests {
                 status,
                 body: body.into_bytes(),
                 retry_after: None,
+                link_next: None,
+                rate_limit_remaining: None,
             })
         }
     }

@@ -109,8 +109,20 @@ pub fn history<E>(
     Ok(Ok(()))
 }
 
+/// How git orders tree entries: by name, a folder's name as if it ended in `/`.
+fn git_order<'a>(entry: &'a git2::TreeEntry<'_>) -> std::borrow::Cow<'a, [u8]> {
+    let name = entry.name_bytes();
+    if entry.kind() == Some(git2::ObjectType::Tree) {
+        std::borrow::Cow::Owned([name, b"/"].concat())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// The entries whose ids differ between `tree` and `parent` (each side `None` where the
-/// entry is absent), by name; only `course`'s two files when a course is given.
+/// entry is absent), by name; only `course`'s two files when a course is given. The two
+/// entry lists are walked side by side (git keeps a flat tree's entries sorted by name),
+/// comparing ids only, so an unchanged entry costs no allocation.
 fn changed_entries(
     tree: &Tree<'_>,
     parent: Option<&Tree<'_>>,
@@ -120,26 +132,48 @@ fn changed_entries(
         tree.and_then(|tree| tree.get_name(name))
             .map(|entry| entry.id())
     };
-    let names: Vec<String> = match course {
-        Some(key) => List::BOTH.map(|list| list.file_name(key)).to_vec(),
-        None => {
-            let mut names: Vec<String> = tree
-                .iter()
-                .chain(parent.into_iter().flat_map(|parent| parent.iter()))
-                .filter_map(|entry| entry.name().ok().map(str::to_string))
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        }
-    };
-    names
+    if let Some(key) = course {
+        return List::BOTH
+            .into_iter()
+            .map(|list| list.file_name(key))
+            .filter_map(|name| {
+                let (old, new) = (id_in(parent, &name), id_in(Some(tree), &name));
+                (old != new).then_some((name, old, new))
+            })
+            .collect();
+    }
+    let mut changed = Vec::new();
+    let mut old = parent
         .into_iter()
-        .filter_map(|name| {
-            let (old, new) = (id_in(parent, &name), id_in(Some(tree), &name));
-            (old != new).then_some((name, old, new))
-        })
-        .collect()
+        .flat_map(|parent| parent.iter())
+        .peekable();
+    let mut new = tree.iter().peekable();
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => git_order(a).cmp(&git_order(b)),
+        };
+        let (before, after) = match order {
+            std::cmp::Ordering::Less => (old.next(), None),
+            std::cmp::Ordering::Greater => (None, new.next()),
+            std::cmp::Ordering::Equal => (old.next(), new.next()),
+        };
+        let (before, after) = (before.map(|e| (e.id(), e)), after.map(|e| (e.id(), e)));
+        if before.as_ref().map(|(id, _)| *id) == after.as_ref().map(|(id, _)| *id) {
+            continue;
+        }
+        let entry = after.as_ref().or(before.as_ref()).map(|(_, entry)| entry);
+        if let Some(name) = entry.and_then(|entry| entry.name().ok()) {
+            changed.push((
+                name.to_string(),
+                before.map(|(id, _)| id),
+                after.map(|(id, _)| id),
+            ));
+        }
+    }
+    changed
 }
 
 fn read_blob(repo: &AuditRepo, id: Option<Oid>) -> Result<Vec<u8>, AuditError> {

@@ -12,12 +12,13 @@ use sha2::{Digest, Sha256};
 use crate::audit::{AuditError, AuditRepo};
 use crate::cli::{HistoryArgs, HistoryFormat, JobOptions, ShowArgs};
 use crate::config::{self, Settings, SourceConfig};
-use crate::course::Course;
+use crate::course::{Course, Source};
 use crate::exit::Exit;
 use crate::history;
 use crate::hub::HubToken;
 use crate::roster::normalize;
 use crate::shutdown::Shutdown;
+use crate::source::canvas::{CanvasBase, CanvasToken};
 use crate::source::credentials::Credentials;
 use crate::source::{Client, FetchError, Request, api};
 use crate::store::OutputDir;
@@ -64,6 +65,13 @@ pub fn check(
                     profiles.key_path.as_deref().unwrap_or("no profiles path")
                 ),
             );
+            let (canvas, sis): (Vec<&Course>, Vec<&Course>) = profiles
+                .courses
+                .iter()
+                .partition(|course| course.source() == Source::Canvas);
+            if !canvas.is_empty() {
+                check_canvas(settings.as_ref().ok(), &mut say);
+            }
             warnings.extend(
                 config::stale_courses(&profiles.courses, options.stale_after_terms)
                     .into_iter()
@@ -78,8 +86,12 @@ pub fn check(
             );
             match (
                 settings.as_ref().map(|settings| &settings.source),
-                keys.is_empty(),
+                sis.is_empty(),
             ) {
+                (_, true) if !keys.is_empty() => say(
+                    true,
+                    "credentials: no SIS course, no SIS credentials needed".into(),
+                ),
                 (_, true) => say(true, "credentials: none needed without courses".into()),
                 (Ok(SourceConfig::Replay { dir }), false) => say(
                     true,
@@ -130,13 +142,37 @@ pub fn check(
     if usable { Exit::Success } else { Exit::Config }
 }
 
-/// Asks the Classes API for each course and says what it knows of it.
+/// Whether the Canvas courses can be asked: `--canvas-api` set, and over HTTP a token.
+fn check_canvas(settings: Option<&Settings>, say: &mut impl FnMut(bool, String)) {
+    let Some(settings) = settings else { return };
+    match &settings.canvas.api {
+        None => say(
+            false,
+            "canvas: canvas-{id} courses are configured, but --canvas-api is not set".into(),
+        ),
+        Some(CanvasBase::Replay(dir)) => say(
+            true,
+            format!("canvas: no token needed to replay {}", dir.display()),
+        ),
+        Some(CanvasBase::Http(_)) => match CanvasToken::from_env() {
+            Ok(_) => say(true, "canvas: a Canvas API token is set".into()),
+            Err(missing) => say(false, format!("canvas: {missing}")),
+        },
+    }
+}
+
+/// Asks the Classes API for each SIS course and says what it knows of it (Canvas
+/// courses are not looked up).
 fn look_up(
     settings: &Settings,
     courses: &[Course],
     shutdown: &Shutdown,
     say: &mut impl FnMut(bool, String),
 ) {
+    let courses: Vec<(&Course, u32)> = courses
+        .iter()
+        .filter_map(|course| Some((course, course.term_id?)))
+        .collect();
     if courses.is_empty() {
         return;
     }
@@ -145,14 +181,14 @@ fn look_up(
         Err(error) => return say(false, format!("online: {error}")),
     };
     let client = Client::new(transport, settings.retry.clone(), shutdown.clone());
-    for course in courses {
+    for (course, term_id) in courses {
         let request = Request::Sections {
-            term_id: course.term_id,
+            term_id,
             class_number: course.class_number.clone(),
         };
         let what = format!(
             "course {} (term {}, class {})",
-            course.key, course.term_id, course.class_number
+            course.key, term_id, course.class_number
         );
         let sections = match client.fetch(&request) {
             Ok(Some(body)) => api::parse_sections(&body).map_err(|reason| FetchError::Malformed {

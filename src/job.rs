@@ -16,15 +16,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::audit::{self, AuditError, AuditRepo, RunLock};
-use crate::config::{self, ConfigError, Settings, SourceConfig, StorageSettings};
-use crate::course::Course;
+use crate::canvas;
+use crate::config::{self, ConfigError, Settings, StorageSettings};
+use crate::course::{Course, Source};
 use crate::exit::Exit;
 use crate::fetch;
 use crate::hub::{self, CourseRosters, HubConfig, HubReport};
 use crate::plan::{self, CoursePlan, Status};
 use crate::report::{Ending, Report, RunClock};
 use crate::shutdown::Shutdown;
-use crate::source::{Client, Reply, Request, Transport, TransportError};
+use crate::source::canvas::{CanvasBase, CanvasHttpTransport, CanvasReplayTransport, CanvasToken};
+use crate::source::{Client, Reply, Request, Requests, Transport, TransportError};
 use crate::store::{OutputDir, StoreError};
 use crate::tree::{self, Tree};
 
@@ -89,27 +91,59 @@ pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
         Ok(courses) => courses,
         Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
-    let transport: Box<dyn Transport> = match &settings.source {
-        // No course, no request: credentials are not needed.
-        SourceConfig::Http { .. } if courses.is_empty() => Box::new(NothingToAsk),
-        source => match source.connect(settings.timeout) {
-            Ok(transport) => transport,
-            Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
-        },
+    let sources = match connect_sources(settings, &courses) {
+        Ok(sources) => sources,
+        Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
     let hub = match settings.hub.as_ref().map(|hub| hub.connect(settings)) {
         None => None,
         Some(Ok(hub)) => Some(hub),
         Some(Err(error)) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
-    run_with(
-        settings,
-        &courses,
-        transport,
-        hub.as_ref(),
-        shutdown,
-        &clock,
-    )
+    run_with_sources(settings, &courses, sources, hub.as_ref(), shutdown, &clock)
+}
+
+/// The transports of a run: one for SIS courses, one for Canvas courses. A source no
+/// configured course needs is never asked, and needs no credentials.
+pub struct Sources {
+    pub sis: Box<dyn Transport>,
+    pub canvas: Box<dyn Transport>,
+    /// Where Canvas next-page links may point (the `--canvas-api` origin).
+    pub canvas_base: Option<CanvasBase>,
+}
+
+/// Loads the credentials the configured courses need and builds their transports.
+fn connect_sources(settings: &Settings, courses: &[Course]) -> Result<Sources, ConfigError> {
+    let needs = |source| courses.iter().any(|course| course.source() == source);
+    // No SIS course, no SIS request: credentials are not needed.
+    let sis: Box<dyn Transport> = match needs(Source::Sis) {
+        true => settings.source.connect(settings.timeout)?,
+        false => Box::new(NothingToAsk),
+    };
+    let canvas_base = settings.canvas.api.clone();
+    let canvas: Box<dyn Transport> = match &canvas_base {
+        _ if !needs(Source::Canvas) => Box::new(NothingToAsk),
+        None => {
+            return Err(ConfigError::CanvasApiMissing {
+                path: settings.values.clone(),
+            });
+        }
+        Some(CanvasBase::Replay(dir)) => Box::new(CanvasReplayTransport::new(dir.clone())),
+        Some(CanvasBase::Http(base)) => {
+            let token = CanvasToken::from_env().map_err(ConfigError::CanvasToken)?;
+            Box::new(CanvasHttpTransport::new(
+                base,
+                token,
+                settings.canvas.options.types.clone(),
+                settings.timeout,
+            ))
+        }
+    };
+    Ok(Sources {
+        sis,
+        canvas,
+        canvas_base,
+    })
 }
 
 /// The report of a run whose configuration was rejected before it started.
@@ -124,12 +158,29 @@ pub fn rejected(clock: &RunClock, abort: Abort, dry_run: bool) -> Report {
     )
 }
 
-/// The job on `courses`, asking `transport` for their rosters and, with `hub`, keeping
-/// the hub's groups in step.
+/// The job on `courses` (SIS ones only), asking `transport` for their rosters and, with
+/// `hub`, keeping the hub's groups in step.
 pub fn run_with(
     settings: &Settings,
     courses: &[Course],
     transport: Box<dyn Transport>,
+    hub: Option<&HubConfig>,
+    shutdown: &Shutdown,
+    clock: &RunClock,
+) -> Report {
+    let sources = Sources {
+        sis: transport,
+        canvas: Box::new(NothingToAsk),
+        canvas_base: None,
+    };
+    run_with_sources(settings, courses, sources, hub, shutdown, clock)
+}
+
+/// The job on `courses`, SIS and Canvas ones asked through their own transport.
+pub fn run_with_sources(
+    settings: &Settings,
+    courses: &[Course],
+    sources: Sources,
     hub: Option<&HubConfig>,
     shutdown: &Shutdown,
     clock: &RunClock,
@@ -148,7 +199,7 @@ pub fn run_with(
     let result = execute(
         settings,
         courses,
-        transport,
+        sources,
         hub,
         shutdown,
         clock,
@@ -192,7 +243,7 @@ impl Transport for NothingToAsk {
 fn execute(
     settings: &Settings,
     courses: &[Course],
-    transport: Box<dyn Transport>,
+    sources: Sources,
     hub: Option<&HubConfig>,
     shutdown: &Shutdown,
     clock: &RunClock,
@@ -203,13 +254,8 @@ fn execute(
         Some(repo) => repo.head_tree()?,
         None => Tree::new(),
     };
-    let client = Arc::new(Client::new(
-        transport,
-        settings.retry.clone(),
-        shutdown.clone(),
-    ));
-    let fetched = fetch::fetch_all(Arc::clone(&client), courses, &settings.fetch, shutdown);
-    ending.requests = client.requests();
+    let (fetched, requests) = fetch_courses(settings, courses, sources, shutdown);
+    ending.requests = requests;
     let fetched = fetched.map_err(|_| Abort::Interrupted)?;
     if shutdown.requested() {
         return Err(Abort::Interrupted);
@@ -254,6 +300,64 @@ fn execute(
         }
     }
     Ok(())
+}
+
+/// Fetches SIS courses with [`fetch::fetch_all`] and Canvas courses with
+/// [`canvas::fetch_all`], side by side (each source with its own `--concurrency` limit),
+/// and returns the results in the order of `courses` with the requests of both.
+fn fetch_courses(
+    settings: &Settings,
+    courses: &[Course],
+    sources: Sources,
+    shutdown: &Shutdown,
+) -> (Result<Vec<fetch::Fetched>, fetch::Interrupted>, Requests) {
+    let (canvas_courses, sis_courses): (Vec<Course>, Vec<Course>) = courses
+        .iter()
+        .cloned()
+        .partition(|course| course.source() == Source::Canvas);
+    let client = |transport| {
+        Arc::new(Client::new(
+            transport,
+            settings.retry.clone(),
+            shutdown.clone(),
+        ))
+    };
+    let (sis, canvas_client) = (client(sources.sis), client(sources.canvas));
+    let canvas_base = sources
+        .canvas_base
+        .unwrap_or_else(|| CanvasBase::Replay(Default::default()));
+    let (sis_fetched, canvas_fetched) = std::thread::scope(|scope| {
+        let canvas = scope.spawn(|| {
+            canvas::fetch_all(
+                Arc::clone(&canvas_client),
+                &canvas_base,
+                &canvas_courses,
+                &settings.canvas.options,
+                shutdown,
+            )
+        });
+        let sis = fetch::fetch_all(Arc::clone(&sis), &sis_courses, &settings.fetch, shutdown);
+        let canvas = canvas.join().unwrap_or(Err(fetch::Interrupted));
+        (sis, canvas)
+    });
+    let requests = Requests {
+        total: sis.requests().total + canvas_client.requests().total,
+        retried: sis.requests().retried + canvas_client.requests().retried,
+    };
+    let merged = sis_fetched.and_then(|sis| {
+        let (mut sis, mut canvas) = (sis.into_iter(), canvas_fetched?.into_iter());
+        Ok(courses
+            .iter()
+            .map(|course| {
+                let next = match course.source() {
+                    Source::Sis => sis.next(),
+                    Source::Canvas => canvas.next(),
+                };
+                next.expect("one result per course")
+            })
+            .collect())
+    });
+    (merged, requests)
 }
 
 /// Brings the hub's groups to `desired` (the audited tree: HEAD for failed and guarded
@@ -488,6 +592,8 @@ mod tests {
                     status: 503,
                     body: Vec::new(),
                     retry_after: None,
+                    link_next: None,
+                    rate_limit_remaining: None,
                 }),
                 _ => self.0.send(request),
             }

@@ -9,6 +9,7 @@
 //! [`roster`], [`tree`], [`guard`], [`exit`].
 
 pub mod audit;
+pub mod canvas;
 pub mod cli;
 pub mod config;
 pub mod course;

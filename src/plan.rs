@@ -263,7 +263,7 @@ pub fn plan(
         courses.push(CoursePlan {
             key: key.to_string(),
             term_id: match Course::classify(key) {
-                KeyKind::Course(course) => Some(course.term_id),
+                KeyKind::Course(course) => course.term_id,
                 _ => None,
             },
             decision,
@@ -299,7 +299,7 @@ fn plan_course(
     };
     let mut planned = CoursePlan {
         key: course.key.clone(),
-        term_id: Some(course.term_id),
+        term_id: course.term_id,
         decision: Decision::Unchanged,
         students: kept(List::Students),
         instructors: kept(List::Instructors),

@@ -79,33 +79,19 @@ impl HubToken {
     pub(crate) fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<HubToken, MissingToken> {
-        use crate::source::credentials::{Reason, read_var};
-        let file_var = format!("{TOKEN_VAR}_FILE");
-        let detail = match read_var(TOKEN_VAR, &lookup) {
-            Ok(value) => return Ok(HubToken(value)),
-            Err(Reason::Unset) => format!("set {TOKEN_VAR} or {file_var}"),
-            Err(Reason::EmptyFile(path)) => {
-                format!("{file_var} names {} which is empty", path.display())
-            }
-            Err(Reason::Unreadable(path, error)) => format!(
-                "{file_var} names {} which cannot be read: {error}",
-                path.display()
-            ),
-            Err(Reason::TooLarge(path)) => format!(
-                "{file_var} names {} which is larger than {} KiB; it should hold only the token",
-                path.display(),
-                crate::source::credentials::MAX_FILE_BYTES >> 10
-            ),
-            Err(Reason::Unusable { from_file: true }) => {
-                format!("the file named by {file_var} holds a control character or is not UTF-8")
-            }
-            Err(Reason::Unusable { from_file: false }) => {
-                format!("{TOKEN_VAR} holds a control character or is not UTF-8")
-            }
-        };
-        Err(MissingToken {
-            message: format!("missing JupyterHub API token for --hub-api: {detail}"),
-        })
+        use crate::source::credentials::{Unusable, read_var};
+        match read_var(TOKEN_VAR, &lookup) {
+            Ok(value) => Ok(HubToken(value)),
+            Err(reason) => Err(MissingToken {
+                message: format!(
+                    "missing JupyterHub API token for --hub-api: {}",
+                    Unusable {
+                        var: TOKEN_VAR,
+                        reason: &reason
+                    }
+                ),
+            }),
+        }
     }
 
     pub(crate) fn secret(&self) -> &str {
@@ -469,7 +455,7 @@ mod tests {
     fn a_missing_token_names_both_variables_and_never_a_value() {
         let message = HubToken::from_lookup(lookup(&[])).unwrap_err().to_string();
         assert!(
-            message.contains("JUPYTERHUB_API_TOKEN or JUPYTERHUB_API_TOKEN_FILE"),
+            message.contains("JUPYTERHUB_API_TOKEN (set it or JUPYTERHUB_API_TOKEN_FILE)"),
             "{message}"
         );
         let dir = tempfile::tempdir().unwrap();

@@ -189,39 +189,57 @@ impl fmt::Display for MissingCredentials {
                 if j > 0 {
                     write!(f, ", ")?;
                 }
-                let var = problem.var;
-                match &problem.reason {
-                    Reason::Unset => write!(f, "{var} (set it or {var}_FILE)")?,
-                    Reason::EmptyFile(path) => write!(
-                        f,
-                        "{var} ({var}_FILE names {} which is empty)",
-                        path.display()
-                    )?,
-                    Reason::Unreadable(path, error) => write!(
-                        f,
-                        "{var} ({var}_FILE names {} which cannot be read: {error})",
-                        path.display()
-                    )?,
-                    Reason::TooLarge(path) => write!(
-                        f,
-                        "{var} ({var}_FILE names {} which is larger than {} KiB; it \
-                         should hold only the value)",
-                        path.display(),
-                        MAX_FILE_BYTES >> 10
-                    )?,
-                    Reason::Unusable { from_file: true } => write!(
-                        f,
-                        "{var} (the file named by {var}_FILE holds a control character \
-                         or is not UTF-8)"
-                    )?,
-                    Reason::Unusable { from_file: false } => write!(
-                        f,
-                        "{var} (the value holds a control character or is not UTF-8)"
-                    )?,
+                Unusable {
+                    var: problem.var,
+                    reason: &problem.reason,
                 }
+                .fmt(f)?;
             }
         }
         Ok(())
+    }
+}
+
+/// What is wrong with the variable `var`, in the words every credential message uses:
+/// `VAR (set it or VAR_FILE)`, `VAR (VAR_FILE names PATH which is empty)`, ... It never
+/// quotes a value or a file's content.
+pub(crate) struct Unusable<'a> {
+    pub var: &'a str,
+    pub reason: &'a Reason,
+}
+
+impl fmt::Display for Unusable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let var = self.var;
+        match self.reason {
+            Reason::Unset => write!(f, "{var} (set it or {var}_FILE)"),
+            Reason::EmptyFile(path) => write!(
+                f,
+                "{var} ({var}_FILE names {} which is empty)",
+                path.display()
+            ),
+            Reason::Unreadable(path, error) => write!(
+                f,
+                "{var} ({var}_FILE names {} which cannot be read: {error})",
+                path.display()
+            ),
+            Reason::TooLarge(path) => write!(
+                f,
+                "{var} ({var}_FILE names {} which is larger than {} KiB; it should hold \
+                 only the value)",
+                path.display(),
+                MAX_FILE_BYTES >> 10
+            ),
+            Reason::Unusable { from_file: true } => write!(
+                f,
+                "{var} (the file named by {var}_FILE holds a control character or is not \
+                 UTF-8)"
+            ),
+            Reason::Unusable { from_file: false } => write!(
+                f,
+                "{var} (the value holds a control character or is not UTF-8)"
+            ),
+        }
     }
 }
 

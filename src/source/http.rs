@@ -161,6 +161,8 @@ impl HttpTransport {
             status,
             body,
             retry_after,
+            link_next: None,
+            rate_limit_remaining: None,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The remote source: what roster-sync asks SIS and HR for, and how answers come back.
+//! The remote source: what roster-sync asks SIS, HR and Canvas for, and how answers come back.
 //! This is the seam a source plugs into: it names its calls as [`Request`]s and parses
 //! the bodies; everything between (transport, retries, credentials, counting) is shared.
 //!
@@ -11,6 +11,8 @@
 //! API stops every later request to that API in the run; every attempt is counted.
 
 pub mod api;
+pub mod canvas;
+pub mod canvas_api;
 pub mod credentials;
 pub mod http;
 pub mod replay;
@@ -26,16 +28,19 @@ use serde::Serialize;
 use self::api::ParseError;
 use crate::shutdown::Shutdown;
 
-/// One of the four remote APIs, each with its own credential pair.
+/// One of the remote APIs: the four SIS/HR APIs, each with its own credential pair, and
+/// Canvas with its bearer token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Api {
     Classes,
     Enrollments,
     Students,
     Hr,
+    Canvas,
 }
 
 impl Api {
+    /// The four SIS/HR APIs, which a run with SIS courses needs credential pairs for.
     pub const ALL: [Api; 4] = [Api::Classes, Api::Enrollments, Api::Students, Api::Hr];
 
     pub fn name(self) -> &'static str {
@@ -44,13 +49,15 @@ impl Api {
             Api::Enrollments => "SIS Enrollments API",
             Api::Students => "SIS Students API",
             Api::Hr => "HR Employees API",
+            Api::Canvas => "Canvas API",
         }
     }
 
     /// The environment variables holding this API's `app_id` and `app_key`
-    /// (the original sidecar's names).
+    /// (the original sidecar's names); for Canvas, the token's variable and its file form.
     pub fn credential_vars(self) -> (&'static str, &'static str) {
         match self {
+            Api::Canvas => (canvas_api::TOKEN_VAR, canvas_api::TOKEN_FILE_VAR),
             Api::Classes => ("SIS_CLASSES_ID", "SIS_CLASSES_KEY"),
             Api::Enrollments => ("SIS_ENROLLMENTS_ID", "SIS_ENROLLMENTS_KEY"),
             Api::Students => ("SIS_STUDENTS_ID", "SIS_STUDENTS_KEY"),
@@ -82,6 +89,13 @@ pub enum Request {
     Student { uid: String },
     /// A person's record in the HR API.
     Employee { uid: String },
+    /// One page (from 1) of a Canvas course's enrollments: page 1 is built from the
+    /// configured base, a later one is the previous page's `Link: rel="next"` URL as sent.
+    CanvasEnrollments {
+        course_id: String,
+        page: u32,
+        next: Option<String>,
+    },
 }
 
 impl Request {
@@ -91,6 +105,7 @@ impl Request {
             Request::EnrollmentPage { .. } => Api::Enrollments,
             Request::Student { .. } => Api::Students,
             Request::Employee { .. } => Api::Hr,
+            Request::CanvasEnrollments { .. } => Api::Canvas,
         }
     }
 
@@ -100,6 +115,7 @@ impl Request {
             Request::Sections { class_number, .. } => vec![class_number],
             Request::EnrollmentPage { section_id, .. } => vec![section_id],
             Request::Student { uid } | Request::Employee { uid } => vec![uid],
+            Request::CanvasEnrollments { course_id, .. } => vec![course_id],
         }
     }
 
@@ -130,6 +146,9 @@ impl Request {
             ),
             Request::Student { uid } => format!("/sis/v2/students/{}", encode_segment(uid)),
             Request::Employee { uid } => format!("/hr/v3/employees/{}", encode_segment(uid)),
+            Request::CanvasEnrollments { course_id, .. } => {
+                format!("/api/v1/courses/{}/enrollments", encode_segment(course_id))
+            }
         }
     }
 
@@ -149,6 +168,13 @@ impl Request {
                 ("inc-cntc", "true".to_string()),
             ],
             Request::Employee { .. } => vec![("id-type", "campus-uid".to_string())],
+            // The enrollment types depend on the configuration: the Canvas transport adds
+            // them in front of these.
+            Request::CanvasEnrollments { .. } => vec![
+                ("state[]", "active".to_string()),
+                ("include[]", "email".to_string()),
+                ("per_page", PAGE_SIZE.to_string()),
+            ],
         }
     }
 
@@ -171,6 +197,12 @@ impl Request {
             ),
             Request::Student { uid } => format!("students/{}.json", encode_segment(uid)),
             Request::Employee { uid } => format!("hr/{}.json", encode_segment(uid)),
+            Request::CanvasEnrollments {
+                course_id, page, ..
+            } => format!(
+                "courses/{}/enrollments/page-{page}.json",
+                encode_segment(course_id)
+            ),
         }
         .into()
     }
@@ -216,6 +248,9 @@ impl fmt::Display for Request {
             Request::Student { .. } | Request::Employee { .. } => {
                 write!(f, "{api} (instructor lookup)")
             }
+            Request::CanvasEnrollments {
+                course_id, page, ..
+            } => write!(f, "{api} (course {course_id} enrollments, page {page})"),
         }
     }
 }
@@ -227,6 +262,10 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// `Retry-After` in seconds, when the server sent one.
     pub retry_after: Option<Duration>,
+    /// The `rel="next"` URL of the `Link` header(s), as sent (Canvas pagination).
+    pub link_next: Option<String>,
+    /// `X-Rate-Limit-Remaining`, the quota Canvas says is left.
+    pub rate_limit_remaining: Option<f64>,
 }
 
 /// A failure below HTTP status level. `retryable` says whether trying again may help
@@ -292,6 +331,14 @@ pub enum FetchError {
     ClassNotFound { request: Request },
     /// A section still had full pages at the page cap; looping on could be endless.
     PageCap { request: Request, pages: u32 },
+    /// Canvas answered 404: no such course (or not visible to the token's user).
+    CourseNotFound { request: Request },
+    /// Canvas answered 403 without saying it throttled: the token's user lacks a
+    /// permission for this course; other courses are still asked.
+    Forbidden { request: Request },
+    /// A Canvas `Link: rel="next"` URL on another origin than `--canvas-api`: the token
+    /// is never sent there.
+    ForeignNextPage { request: Request },
     /// A worker panicked on this course's answer (a bug, not the API's fault).
     Internal,
     /// SIGTERM/SIGINT arrived; no new attempt was started.
@@ -301,6 +348,21 @@ pub enum FetchError {
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FetchError::Rejected {
+                api: Api::Canvas,
+                status,
+            } => write!(
+                f,
+                "Canvas API rejected the token (HTTP {status}: expired, revoked or wrong); \
+                 check {} (or {})",
+                canvas_api::TOKEN_VAR,
+                canvas_api::TOKEN_FILE_VAR
+            ),
+            FetchError::ApiDisabled { api: Api::Canvas } => write!(
+                f,
+                "Canvas API was not asked: it rejected the token earlier in this run (check {})",
+                canvas_api::TOKEN_VAR
+            ),
             FetchError::Rejected { api, status } => {
                 let (id, key) = api.credential_vars();
                 write!(
@@ -340,6 +402,20 @@ impl fmt::Display for FetchError {
             FetchError::PageCap { request, pages } => write!(
                 f,
                 "{request}: still full after {pages} pages; giving up rather than loop"
+            ),
+            FetchError::CourseNotFound { request } => {
+                write!(f, "course not found ({request}: HTTP 404)")
+            }
+            FetchError::Forbidden { request } => write!(
+                f,
+                "{request}: HTTP 403, the token's user may not list this course's \
+                 enrollments; {}",
+                canvas_api::PERMISSIONS_HINT
+            ),
+            FetchError::ForeignNextPage { request } => write!(
+                f,
+                "{request}: the next-page link points to another origin than --canvas-api; \
+                 not followed (the token is only sent to the configured host)"
             ),
             FetchError::Internal => write!(f, "internal error while fetching"),
             FetchError::Interrupted => write!(f, "interrupted by a termination signal"),
@@ -466,9 +542,10 @@ impl CredentialGate {
 }
 
 impl Pass<'_> {
-    /// Records what an HTTP answer says of the credentials.
-    fn answered(mut self, status: u16) {
-        if matches!(status, 401 | 403) {
+    /// Records what an HTTP answer says of the credentials: `rejected` for a 401 (or a
+    /// SIS 403), anything else accepts them.
+    fn answered(mut self, rejected: bool) {
+        if rejected {
             self.gate.settle(Trust::Rejected);
         } else if self.probe {
             self.gate.settle(Trust::Accepted);
@@ -492,7 +569,7 @@ pub struct Client<T> {
     shutdown: Shutdown,
     total: AtomicU64,
     retried: AtomicU64,
-    gates: [CredentialGate; 4],
+    gates: [CredentialGate; 5],
 }
 
 impl<T: Transport> Client<T> {
@@ -521,6 +598,15 @@ impl<T: Transport> Client<T> {
 
     /// Fetches one request: `Ok(Some(body))` for a 2xx answer, `Ok(None)` for 404.
     pub fn fetch(&self, request: &Request) -> Result<Option<Vec<u8>>, FetchError> {
+        Ok(self.fetch_reply(request)?.map(|reply| reply.body))
+    }
+
+    /// Like [`Client::fetch`], with the whole 2xx reply (its headers).
+    ///
+    /// Canvas differs from SIS in what a 403 means: one whose body says `Rate Limit
+    /// Exceeded` is throttling (retried like 429), any other is a permission this course
+    /// lacks ([`FetchError::Forbidden`]); only a 401 rejects the token for the whole run.
+    pub fn fetch_reply(&self, request: &Request) -> Result<Option<Reply>, FetchError> {
         let api = request.api();
         let attempts = self.retry.attempts.max(1);
         let mut last_failure = Failure::Status(0);
@@ -539,15 +625,33 @@ impl<T: Transport> Client<T> {
             }
             let mut server_wait = None;
             let sent = self.transport.send(request);
+            let throttled = |reply: &Reply| {
+                api == Api::Canvas
+                    && reply.status == 403
+                    && canvas_api::says_rate_limited(&reply.body)
+            };
             if let Ok(reply) = &sent {
-                pass.answered(reply.status);
+                let rejected = match api {
+                    Api::Canvas => reply.status == 401,
+                    _ => matches!(reply.status, 401 | 403),
+                };
+                pass.answered(rejected);
             } else {
                 drop(pass);
             }
             match sent {
                 Ok(reply) => match reply.status {
-                    200..=299 => return Ok(Some(reply.body)),
+                    200..=299 => return Ok(Some(reply)),
                     404 => return Ok(None),
+                    403 if throttled(&reply) => {
+                        last_failure = Failure::Status(403);
+                        server_wait = reply.retry_after;
+                    }
+                    403 if api == Api::Canvas => {
+                        return Err(FetchError::Forbidden {
+                            request: request.clone(),
+                        });
+                    }
                     401 | 403 => {
                         return Err(FetchError::Rejected {
                             api,
@@ -635,6 +739,8 @@ mod tests {
                 status,
                 body: b"{}".to_vec(),
                 retry_after: None,
+                link_next: None,
+                rate_limit_remaining: None,
             })
         }
     }

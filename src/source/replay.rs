@@ -44,6 +44,8 @@ impl Transport for ReplayTransport {
             status,
             body,
             retry_after: None,
+            link_next: None,
+            rate_limit_remaining: None,
         })
     }
 }

@@ -26,6 +26,7 @@ mod jupyterhub;
 mod support;
 
 mod audit_queries;
+mod canvas;
 mod golden;
 mod hostile;
 mod http;

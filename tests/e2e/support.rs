@@ -170,6 +170,7 @@ impl Sandbox {
             if upper.starts_with("ROSTER_SYNC_")
                 || upper.starts_with("SIS_")
                 || upper.starts_with("UCB_HR_")
+                || upper.starts_with("CANVAS_")
                 || upper.starts_with("JUPYTERHUB_")
                 || upper.starts_with("GIT_")
                 || upper.ends_with("_PROXY")

@@ -14,6 +14,8 @@
 //! This is the library of the `sis-emulator` crate: the end-to-end tests (`tests/e2e`) use it
 //! as a dev-dependency and the benchmark's `sis-emulator` binary (`src/main.rs`) serves it.
 
+pub mod canvas;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -19,6 +19,8 @@ const USAGE: &str = "usage:
   sis-emulator serve --values FILE --info FILE [CAMPUS] [--latency-ms MS] [--workers N]
   sis-emulator check --output-dir DIR --report FILE --stats-url URL --wall SECONDS
                      --latency-ms MS --concurrency N [CAMPUS]
+  sis-emulator canvas-bench --binary PATH --work DIR [--courses 200] [--students 150]
+                     [--pool 3000] [--seed 1] [--latency-ms MS] [--concurrency N]
 CAMPUS: [--courses 200] [--sections 3] [--students 150] [--pool 150] [--seed 1]";
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "serve" => serve(&flags),
         "check" => check(&flags),
+        "canvas-bench" => canvas_bench(&flags),
         _ => Err(format!("unknown command {command:?}")),
     };
     match result {
@@ -212,4 +215,118 @@ fn fetch_stats(base_url: &str) -> Result<serde_json::Value, String> {
         .map(|(_, body)| body)
         .ok_or("malformed stats response")?;
     serde_json::from_str(body).map_err(|e| format!("stats: {e}"))
+}
+
+/// A Canvas campus served in process with a fixed latency; one `roster-sync sync` of it
+/// (the binary at `--binary`, storage under `--work`), then the rosters against the oracle
+/// and the requests and wall time against their bounds.
+fn canvas_bench(flags: &Flags) -> Result<ExitCode, String> {
+    use sis_emulator::canvas::{self, CanvasCampus, CanvasServer};
+    let campus = CanvasCampus::synthetic(
+        number(flags, "courses", 200)? as usize,
+        number(flags, "students", 150)? as usize,
+        number(flags, "pool", 3000)? as usize,
+        number(flags, "seed", 1)?,
+    );
+    let latency_ms = number(flags, "latency-ms", 20)?;
+    let concurrency = number(flags, "concurrency", 8)?.max(1);
+    let work = std::path::PathBuf::from(path(flags, "work")?);
+    let values = work.join("canvas-values.yaml");
+    std::fs::write(&values, campus.values_yaml()).map_err(|e| e.to_string())?;
+    let server = CanvasServer::start(
+        campus.clone(),
+        canvas::Options {
+            latency: Duration::from_millis(latency_ms),
+            workers: 32,
+            ..canvas::Options::default()
+        },
+    );
+    let output = work.join("canvas-profiles.d");
+    let report = work.join("canvas-report.json");
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new(path(flags, "binary")?)
+        .arg("sync")
+        .arg("--values")
+        .arg(&values)
+        .arg("--canvas-api")
+        .arg(server.base_url())
+        .arg("--output-dir")
+        .arg(&output)
+        .arg("--audit-repo")
+        .arg(work.join("canvas-audit"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--termination-log")
+        .arg(work.join("canvas-termination-log"))
+        .env("CANVAS_API_TOKEN", canvas::TOKEN)
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_RUST_LOG").unwrap_or("warn".into()),
+        )
+        .status()
+        .map_err(|e| format!("running the sync: {e}"))?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut mismatched = Vec::new();
+    for course in campus.courses.keys() {
+        let key = CanvasCampus::key(*course);
+        for (list, expected) in [
+            ("students", campus.expected_students(*course)),
+            ("instructors", campus.expected_instructors(*course)),
+        ] {
+            let actual = std::fs::read_to_string(output.join(format!("{key}-{list}.txt")))
+                .unwrap_or_default();
+            let expected: String = expected.iter().map(|a| format!("{a}\n")).collect();
+            if actual != expected {
+                mismatched.push(format!("{key}-{list}.txt"));
+            }
+        }
+    }
+    let report: serde_json::Value = std::fs::read_to_string(&report)
+        .map_err(|e| format!("the report: {e}"))
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))?;
+    let served = server.requests().len();
+    let violations = server.violations().len();
+    let minimum = campus.minimum_requests();
+    let chain = campus
+        .courses
+        .keys()
+        .map(|c| campus.pages(*c))
+        .max()
+        .unwrap_or(1);
+    let latency = latency_ms as f64 / 1000.0;
+    let ideal = (served as f64 * latency / concurrency as f64).max(chain as f64 * latency);
+    let lists = 2 * campus.courses.len();
+    println!("canvas courses:         {}", campus.courses.len());
+    println!(
+        "rosters matching:       {}/{lists}",
+        lists - mismatched.len()
+    );
+    println!(
+        "outcome:                {} (exit {:?})",
+        report["outcome"],
+        status.code()
+    );
+    println!(
+        "requests (report):      {} ({} retried)",
+        report["requests"]["total"], report["requests"]["retried"]
+    );
+    println!("requests (emulator):    {served} ({violations} contract violations)");
+    println!("request lower bound:    {minimum} (one per page)");
+    println!("longest chain:          {chain} pages");
+    println!("wall time:              {wall:.2} s");
+    println!(
+        "ideal time:             {ideal:.2} s = max({served} x {latency_ms} ms / {concurrency}, {chain} x {latency_ms} ms)"
+    );
+    println!("wall / ideal:           {:.2}", wall / ideal);
+    for name in mismatched.iter().take(5) {
+        println!("mismatch:               {name}");
+    }
+    let ok = mismatched.is_empty() && violations == 0 && report["exit_code"] == 0;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
