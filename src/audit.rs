@@ -14,6 +14,7 @@
 //! `main` before it touches anything, and libgit2 is cut off from the machine's git
 //! configuration and templates ([`isolate`]).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
@@ -449,6 +450,98 @@ impl AuditRepo {
         }
     }
 
+    /// Packs the repository when more than `threshold` objects are loose, so years of daily
+    /// runs stay a handful of files; returns how many loose objects were packed. Only call
+    /// while holding the run lock.
+    ///
+    /// Crash safety: the new pack holds every object `main` reaches and is written in full
+    /// (pack, then index, fsynced, under temporary names renamed at the end) before any
+    /// loose object or older pack is removed, so a kill at any instant leaves every object
+    /// in at least one place; what a killed packing leaves is swept like other leftovers.
+    pub fn pack_if_needed(&self, threshold: usize, _lock: &RunLock) -> Result<usize, AuditError> {
+        let objects = self.path.join("objects");
+        let loose = loose_objects(&objects)?;
+        if threshold == 0 || loose.len() <= threshold {
+            return Ok(0);
+        }
+        let Some(main) = self.main_commit()? else {
+            return Ok(0);
+        };
+        let pack = || self.error("pack the repository");
+        let _umask = RepoUmask::set();
+        let reachable = self.reachable(main.id())?;
+        let mut builder = self.repo.packbuilder().map_err(pack())?;
+        for oid in &reachable {
+            builder.insert_object(*oid, None).map_err(pack())?;
+        }
+        let pack_dir = objects.join("pack");
+        builder.write(&pack_dir, 0o444).map_err(pack())?;
+        let name = builder
+            .name()
+            .map_err(pack())?
+            .map(|hash| format!("pack-{hash}"))
+            .ok_or_else(|| {
+                pack()(git2::Error::from_str(
+                    "the pack builder gave the pack no name",
+                ))
+            })?;
+        // Everything main reaches is in the new pack now: the older packs and the loose
+        // copies of those objects can go. Loose objects nothing reaches are left alone.
+        for entry in fs::read_dir(&pack_dir).map_err(io_error(&pack_dir, "list"))? {
+            let entry = entry.map_err(io_error(&pack_dir, "list"))?;
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let old_pack = file.starts_with("pack-")
+                && !file.starts_with(&name)
+                && [".pack", ".idx", ".rev"]
+                    .iter()
+                    .any(|suffix| file.ends_with(suffix));
+            if old_pack {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        let mut packed = 0;
+        for (oid, file) in loose {
+            if reachable.contains(&oid) {
+                remove_if_present(&file)?;
+                packed += 1;
+            }
+        }
+        log::info!("packed {packed} loose objects of the audit repository into {name}");
+        Ok(packed)
+    }
+
+    /// Every object `tip` reaches: commits, trees and blobs.
+    fn reachable(&self, tip: Oid) -> Result<BTreeSet<Oid>, AuditError> {
+        let read = || self.error("read the history");
+        let mut walk = self.repo.revwalk().map_err(read())?;
+        walk.push(tip).map_err(read())?;
+        let mut found = BTreeSet::new();
+        let mut trees = Vec::new();
+        for oid in walk {
+            let commit = self
+                .repo
+                .find_commit(oid.map_err(read())?)
+                .map_err(read())?;
+            found.insert(commit.id());
+            trees.push(commit.tree_id());
+        }
+        while let Some(tree) = trees.pop() {
+            if !found.insert(tree) {
+                continue;
+            }
+            for entry in self.repo.find_tree(tree).map_err(read())?.iter() {
+                match entry.kind() {
+                    Some(git2::ObjectType::Tree) => trees.push(entry.id()),
+                    _ => {
+                        found.insert(entry.id());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The repository, for the read-only queries of [`crate::history`].
     pub(crate) fn git(&self) -> &Repository {
         &self.repo
@@ -505,6 +598,10 @@ pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBu
         (path.join("objects"), false, |name: &str| {
             name.starts_with("tmp_object_git2_")
         }),
+        // A pack being written: libgit2's temporary pack and the lock of its index.
+        (path.join("objects/pack"), false, |name: &str| {
+            name.starts_with("pack_git2_") || name.ends_with(".lock")
+        }),
         (path.join("refs"), true, |name: &str| {
             name.ends_with(".lock")
         }),
@@ -525,6 +622,28 @@ pub fn remove_stale_git_locks(path: &Path, _lock: &RunLock) -> Result<Vec<PathBu
         );
     }
     Ok(removed)
+}
+
+/// The loose objects below `objects`: `xx/yyyy…` files, with their ids.
+fn loose_objects(objects: &Path) -> Result<Vec<(Oid, PathBuf)>, AuditError> {
+    let mut found = Vec::new();
+    for dir in fs::read_dir(objects).map_err(io_error(objects, "list"))? {
+        let dir = dir.map_err(io_error(objects, "list"))?;
+        let prefix = dir.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        for file in fs::read_dir(dir.path()).map_err(io_error(&dir.path(), "list"))? {
+            let file = file.map_err(io_error(&dir.path(), "list"))?;
+            let rest = file.file_name().to_string_lossy().into_owned();
+            if let Ok(oid) = Oid::from_str(&format!("{prefix}{rest}")) {
+                if rest.len() == 38 {
+                    found.push((oid, file.path()));
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn root_leftover(name: &str) -> bool {

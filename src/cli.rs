@@ -297,6 +297,15 @@ pub struct JobOptions {
     )]
     pub hub_username_domain: String,
 
+    /// Pack the audit repository once more than this many objects are loose (0: never).
+    #[arg(
+        long,
+        env = "ROSTER_SYNC_PACK_LOOSE_OBJECTS",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub pack_loose_objects: usize,
+
     /// Author and committer name of audit commits.
     #[arg(
         long,

@@ -469,6 +469,8 @@ pub struct StorageSettings {
     pub output_dir: PathBuf,
     pub audit_repo: PathBuf,
     pub author: Author,
+    /// Loose objects past which a sync packs the audit repository (0: never).
+    pub pack_loose_objects: usize,
 }
 
 /// Where and how the JupyterHub groups are kept, when `--hub-api` is given.
@@ -585,6 +587,7 @@ impl Settings {
                 output_dir: options.output_dir.output_dir.clone(),
                 audit_repo: options.audit_repo.audit_repo.clone(),
                 author,
+                pack_loose_objects: options.pack_loose_objects,
             },
             hub,
             canvas,

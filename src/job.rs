@@ -290,6 +290,7 @@ fn execute(
         );
     }
     ending.commit = storage.apply(&plan, &head, &reconcile, &settings.storage, &clock.run_id)?;
+    storage.pack(settings.storage.pack_loose_objects);
     if let Some(hub) = hub {
         ending.hub = Some(sync_groups(
             hub, &head, &plan.tree, &plan, settings, shutdown,
@@ -485,6 +486,18 @@ struct Storage {
 }
 
 impl Storage {
+    /// Packs the audit repository when it has more than `threshold` loose objects. The
+    /// rosters and the commit are in place by then, so a failure only costs disk space
+    /// until a later run packs: a warning, not the run's failure.
+    fn pack(&self, threshold: usize) {
+        let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
+            return;
+        };
+        if let Err(error) = repo.pack_if_needed(threshold, lock) {
+            log::warn!("{error}; a later run packs it");
+        }
+    }
+
     fn open(settings: &StorageSettings, dry_run: bool) -> Result<Storage, Abort> {
         if dry_run {
             return Ok(Storage {

@@ -9,6 +9,7 @@
 //! - [`safety`]: guards, pruning, drift, the lock, kills and signals, storage errors.
 //! - [`audit_queries`]: `history` and `show` against what plain git says of the same
 //!   repository.
+//! - [`packing`]: packing the audit repository, also when killed.
 //! - [`observe`]: JSON logs, metrics, the Pushgateway and the termination-log summary.
 //! - [`golden`]: the commit message, metrics text and summary line of the fixture run
 //!   against `tests/e2e/golden/` (`UPDATE_GOLDEN=1` rewrites them).
@@ -34,4 +35,5 @@ mod hub;
 mod hub_groups;
 mod observe;
 mod offline;
+mod packing;
 mod safety;
