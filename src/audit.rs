@@ -636,10 +636,10 @@ fn loose_objects(objects: &Path) -> Result<Vec<(Oid, PathBuf)>, AuditError> {
         for file in fs::read_dir(dir.path()).map_err(io_error(&dir.path(), "list"))? {
             let file = file.map_err(io_error(&dir.path(), "list"))?;
             let rest = file.file_name().to_string_lossy().into_owned();
-            if let Ok(oid) = Oid::from_str(&format!("{prefix}{rest}")) {
-                if rest.len() == 38 {
-                    found.push((oid, file.path()));
-                }
+            if rest.len() == 38
+                && let Ok(oid) = Oid::from_str(&format!("{prefix}{rest}"))
+            {
+                found.push((oid, file.path()));
             }
         }
     }
