@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::course::Course;
-use crate::fetch::{Fetched, Interrupted, MAX_PAGES};
+use crate::fetch::{Fetched, Interrupted, MAX_PAGES, log_result};
 use crate::roster::{self, Enrollee, Roster, Rosters};
 use crate::shutdown::Shutdown;
 use crate::source::canvas::CanvasBase;
@@ -213,20 +213,6 @@ fn fetch_course<T: Transport>(client: &Client<T>, work: &Work, course: &Course) 
         instructors: instructor_roster,
         no_email: listed.no_email,
     })
-}
-
-fn log_result(course: &Course, result: &Fetched) {
-    let key = &course.key;
-    match result {
-        Ok(rosters) => log::info!(
-            course = key.as_str();
-            "{key}: fetched {} students ({} without an address), {} instructor addresses",
-            rosters.students.len(),
-            rosters.no_email,
-            rosters.instructors.len()
-        ),
-        Err(error) => log::error!(course = key.as_str(); "{key}: fetch failed: {error}"),
-    }
 }
 
 /// Slows requests down while Canvas says the quota is low: they go one at a time, each

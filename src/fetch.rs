@@ -116,6 +116,22 @@ fn request_sections(course: &Course) -> Request {
     }
 }
 
+/// The log line of a course whose fetch ended, for every source.
+pub(crate) fn log_result(course: &Course, result: &Fetched) {
+    let key = &course.key;
+    match result {
+        Ok(rosters) => log::info!(
+            course = key.as_str();
+            "{key}: fetched {} student addresses ({} more enrolled students have none), \
+             {} instructor addresses",
+            rosters.students.len(),
+            rosters.no_email,
+            rosters.instructors.len()
+        ),
+        Err(error) => log::error!(course = key.as_str(); "{key}: fetch failed: {error}"),
+    }
+}
+
 /// A section of a term, the unit whose pages are fetched once per run.
 type SectionKey = (u32, String);
 
@@ -486,17 +502,7 @@ impl<'a> Coordinator<'a> {
     }
 
     fn finish(&mut self, course: usize, result: Fetched) {
-        let key = &self.courses[course].key;
-        match &result {
-            Ok(rosters) => log::info!(
-                course = key.as_str();
-                "{key}: fetched {} students ({} without an address), {} instructor addresses",
-                rosters.students.len(),
-                rosters.no_email,
-                rosters.instructors.len()
-            ),
-            Err(error) => log::error!(course = key.as_str(); "{key}: fetch failed: {error}"),
-        }
+        log_result(&self.courses[course], &result);
         let state = &mut self.state[course];
         state.result = Some(result);
         state.uids = BTreeSet::new();
