@@ -471,9 +471,11 @@ impl AuditRepo {
         let _umask = RepoUmask::set();
         let reachable = self.reachable(main.id())?;
         let mut builder = self.repo.packbuilder().map_err(pack())?;
-        for oid in &reachable {
-            builder.insert_object(*oid, None).map_err(pack())?;
-        }
+        // Inserted by walking the history, so every blob comes with its file name and
+        // the builder stores each version of a roster as a delta against its neighbour.
+        let mut walk = self.repo.revwalk().map_err(pack())?;
+        walk.push(main.id()).map_err(pack())?;
+        builder.insert_walk(&mut walk).map_err(pack())?;
         let pack_dir = objects.join("pack");
         builder.write(&pack_dir, 0o444).map_err(pack())?;
         let name = builder
