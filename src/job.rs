@@ -619,12 +619,18 @@ mod tests {
         let mut settings = settings(dir.path());
         settings.retry.attempts = 1;
         let courses = settings.load_profiles().unwrap().courses;
-        let replay =
-            ReplayTransport::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sis"));
-        let report = run_with(
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let replay = ReplayTransport::new(fixtures.join("sis"));
+        let canvas = fixtures.join("canvas");
+        let sources = Sources {
+            sis: Box::new(FailingSection(replay)),
+            canvas: Box::new(CanvasReplayTransport::new(canvas.clone())),
+            canvas_base: Some(CanvasBase::Replay(canvas)),
+        };
+        let report = run_with_sources(
             &settings,
             &courses,
-            Box::new(FailingSection(replay)),
+            sources,
             None,
             &Shutdown::new(),
             &RunClock::start(),
@@ -642,13 +648,14 @@ mod tests {
                 ("2020-spring-14552", Status::Failed),
                 ("2021-fall-32244", Status::Created),
                 ("2022-summer-04321", Status::Created),
+                ("canvas-1234567", Status::Created),
             ]
         );
         let written = std::fs::read_dir(dir.path().join("profiles.d"))
             .unwrap()
             .count();
         assert_eq!(
-            written, 6,
+            written, 8,
             "both files of each fetched course, none of the failed one"
         );
         assert!(report.commit.is_some());

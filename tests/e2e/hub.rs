@@ -20,7 +20,7 @@ use crate::support::{self, Sandbox, assert_exit};
 /// Fixture people who have a hub account; the other roster members have none yet. Every
 /// test creates exactly these, so what a roster gives in the hub does not depend on which
 /// test ran first.
-const HUB_USERS: [&str; 10] = [
+const HUB_USERS: [&str; 12] = [
     "student.ten",
     "student0001",
     "student0002",
@@ -31,14 +31,17 @@ const HUB_USERS: [&str; 10] = [
     "aprof",
     "cy.prof",
     "eve.summer",
+    "student0601",
+    "ivy.teacher",
 ];
 
-/// The fixtures' four courses.
-const KEYS: [&str; 4] = [
+/// The fixtures' five courses (four SIS, one Canvas).
+const KEYS: [&str; 5] = [
     "2019-fall-23970",
     "2020-spring-14552",
     "2021-fall-32244",
     "2022-summer-04321",
+    "canvas-1234567",
 ];
 
 fn group(template: &str, key: &str, list: &str) -> String {
@@ -155,8 +158,8 @@ fn every_group_holds_its_rosters_hub_users_a_second_run_writes_nothing_and_drift
         .collect();
     assert_eq!(groups(template), expected);
     let report = hub_report(&first);
-    assert_eq!(report["groups"], 8);
-    assert_eq!(report["created"], 8);
+    assert_eq!(report["groups"], 10);
+    assert_eq!(report["created"], 10);
     let members: usize = expected.values().flatten().map(BTreeSet::len).sum();
     assert_eq!(report["added"], members as u64);
     assert!(report["not_in_hub"].as_u64().unwrap() > 200, "{report}");
@@ -254,7 +257,7 @@ fn a_dry_run_only_reads_and_predicts_what_the_sync_then_does() {
         "no group was made"
     );
     let predicted = hub_report(&planned).clone();
-    assert_eq!(predicted["created"], 8);
+    assert_eq!(predicted["created"], 10);
 
     let synced = HubJob::new(template).run(&["sync"]);
     assert_exit(&synced, 0);

@@ -88,11 +88,13 @@ fn json_log_lines_parse_and_carry_no_addresses() {
             assert!(line[field].is_string(), "{field} in {line}");
         }
     }
-    let course_lines = lines
-        .iter()
-        .filter(|line| line["course"] == "2019-fall-23970" && line["status"] == "created")
-        .count();
-    assert_eq!(course_lines, 1);
+    for key in ["2019-fall-23970", "canvas-1234567"] {
+        let course_lines = lines
+            .iter()
+            .filter(|line| line["course"] == key && line["status"] == "created")
+            .count();
+        assert_eq!(course_lines, 1, "{key}");
+    }
     let summary = lines.last().unwrap();
     assert_eq!(summary["outcome"], "success");
     assert_eq!(summary["exit_code"], 0);
@@ -145,7 +147,7 @@ fn the_metrics_file_has_every_family() {
         value("roster_sync_run_outcome", r#"outcome="success""#),
         1.0
     );
-    assert_eq!(value("roster_sync_courses", r#"status="created""#), 4.0);
+    assert_eq!(value("roster_sync_courses", r#"status="created""#), 5.0);
     assert_eq!(
         value(
             "roster_sync_members",
@@ -153,12 +155,14 @@ fn the_metrics_file_has_every_family() {
         ),
         135.0
     );
-    assert_eq!(value("roster_sync_requests", ""), 33.0);
+    // 33 SIS requests and the Canvas course's two pages.
+    assert_eq!(value("roster_sync_requests", ""), 35.0);
     assert_eq!(value("roster_sync_requests_retried", ""), 0.0);
     assert_eq!(value("roster_sync_exit_code", ""), 0.0);
     assert_eq!(value("roster_sync_guard_trips", ""), 0.0);
     assert_eq!(value("roster_sync_drift_files", ""), 0.0);
-    // The fixture courses' terms (2019 to 2022) are more than two terms ago.
+    // The SIS fixture courses' terms (2019 to 2022) are more than two terms ago; the
+    // Canvas course has no term, so it is never stale.
     assert_eq!(value("roster_sync_stale_profiles", ""), 4.0);
     let course = |list: &str| format!(r#"course="2019-fall-23970",list="{list}""#);
     assert_eq!(
@@ -170,6 +174,13 @@ fn the_metrics_file_has_every_family() {
         0.0
     );
     assert_eq!(value("roster_sync_members", &course("instructors")), 3.0);
+    let canvas = |list: &str| format!(r#"course="canvas-1234567",list="{list}""#);
+    assert_eq!(value("roster_sync_members", &canvas("students")), 99.0);
+    assert_eq!(
+        value("roster_sync_members_added", &canvas("students")),
+        99.0
+    );
+    assert_eq!(value("roster_sync_members", &canvas("instructors")), 3.0);
     // Every status has its sample, zero or not; every course and list has its three.
     assert_eq!(families["roster_sync_courses"].len(), 6, "{text}");
     for family in [
@@ -177,7 +188,7 @@ fn the_metrics_file_has_every_family() {
         "roster_sync_members_added",
         "roster_sync_members_removed",
     ] {
-        assert_eq!(families[family].len(), 4 * 2, "{family} in:\n{text}");
+        assert_eq!(families[family].len(), 5 * 2, "{family} in:\n{text}");
     }
     let last_run = value("roster_sync_last_run_timestamp_seconds", "");
     let first_success = value("roster_sync_last_success_timestamp_seconds", "");
@@ -296,7 +307,7 @@ fn the_termination_log_gets_the_summary_when_it_exists() {
     let summary = std::fs::read_to_string(&present).unwrap();
     assert_eq!(summary.lines().count(), 1);
     assert!(
-        summary.starts_with("outcome success (exit 0): 4 courses"),
+        summary.starts_with("outcome success (exit 0): 5 courses"),
         "{summary}"
     );
 }

@@ -14,12 +14,14 @@ use std::process::Command;
 use crate::support::{self, Run, Sandbox, assert_exit};
 use serde_json::Value;
 
-/// The fixture courses with their term ids (file order of `fixtures/values.yaml`).
-const COURSES: [(&str, u64); 4] = [
-    ("2019-fall-23970", 2198),
-    ("2020-spring-14552", 2202),
-    ("2021-fall-32244", 2218),
-    ("2022-summer-04321", 2225),
+/// The fixture courses with their term ids (file order of `fixtures/values.yaml`); the
+/// Canvas course has none.
+const COURSES: [(&str, Option<u64>); 5] = [
+    ("2019-fall-23970", Some(2198)),
+    ("2020-spring-14552", Some(2202)),
+    ("2021-fall-32244", Some(2218)),
+    ("2022-summer-04321", Some(2225)),
+    ("canvas-1234567", None),
 ];
 
 /// The course whose enrollment page the "changed fixture" tests edit.
@@ -193,7 +195,7 @@ fn assert_fixture_courses_created(report: &Value, expected: &BTreeMap<String, Ve
         let s = lines(&expected[&students(key)]);
         let i = lines(&expected[&instructors(key)]);
         assert_course(course, "created", (s, s, 0), (i, i, 0));
-        assert_eq!(course["term_id"], term_id, "{key}");
+        assert_eq!(course["term_id"], Value::from(term_id), "{key}");
         assert_eq!(course["students"]["no_email"], no_email[key], "{key}");
         assert_eq!(course["error"], Value::Null, "{key}");
     }
@@ -296,7 +298,7 @@ fn synced(sandbox: &Sandbox) -> Run {
 #[test]
 fn fixture_run_writes_the_expected_rosters_modes_and_report() {
     let expected = support::expected_fixture_files();
-    assert_eq!(expected.len(), 8, "the expected fixture rosters");
+    assert_eq!(expected.len(), 10, "the expected fixture rosters");
     for umask in ["077", "000"] {
         let sandbox = Sandbox::new();
         let output = sandbox.run(&mut under_umask(&sandbox.sync_fixtures(), umask));
@@ -337,6 +339,10 @@ fn fixture_run_writes_the_expected_rosters_modes_and_report() {
         assert_fixture_courses_created(&report, &expected);
         // The accessor of the shared helpers agrees.
         assert_eq!(sandbox.course_report("2019-fall-23970")["term_id"], 2198);
+        assert_eq!(
+            sandbox.course_report("canvas-1234567")["term_id"],
+            Value::Null
+        );
     }
 }
 
@@ -380,7 +386,7 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
     let subject = sandbox.git(&["log", "-1", "--format=%s", "main"]);
     assert_eq!(
         subject.trim(),
-        format!("roster-sync: 4 courses changed (+{total} -0)")
+        format!("roster-sync: 5 courses changed (+{total} -0)")
     );
     let body = sandbox.git(&["log", "-1", "--format=%b", "main"]);
     let course_lines: Vec<&str> = body
@@ -389,7 +395,7 @@ fn audit_repository_is_bare_on_main_with_one_exact_commit() {
         .collect();
     assert_eq!(
         course_lines.len(),
-        8,
+        10,
         "one line per course and list:\n{body}"
     );
     for (key, _) in COURSES {
@@ -1001,6 +1007,7 @@ fn every_option_can_come_from_the_environment() {
         .arg("sync")
         .env("ROSTER_SYNC_VALUES", sandbox.values())
         .env("ROSTER_SYNC_API_BASE", support::fixture_api_base())
+        .env("ROSTER_SYNC_CANVAS_API", support::fixture_canvas_api())
         .env("ROSTER_SYNC_OUTPUT_DIR", sandbox.output_dir())
         .env("ROSTER_SYNC_AUDIT_REPO", sandbox.audit_repo())
         .env("ROSTER_SYNC_REPORT", sandbox.report_path());
@@ -1017,6 +1024,7 @@ fn a_flag_wins_over_its_variable() {
     command
         .env("ROSTER_SYNC_VALUES", sandbox.path("nonexistent.yaml"))
         .env("ROSTER_SYNC_API_BASE", "ftp://not-used")
+        .env("ROSTER_SYNC_CANVAS_API", "ftp://not-used")
         .env("ROSTER_SYNC_OUTPUT_DIR", sandbox.path("env-output"))
         .env("ROSTER_SYNC_AUDIT_REPO", sandbox.path("env-audit"))
         .env("ROSTER_SYNC_REPORT", sandbox.path("env-report.json"));
@@ -1072,6 +1080,8 @@ fn options_stand_before_or_after_the_command_or_without_one() {
             sandbox.values().into(),
             "--api-base".into(),
             support::fixture_api_base().into(),
+            "--canvas-api".into(),
+            support::fixture_canvas_api().into(),
             "--output-dir".into(),
             sandbox.output_dir().into(),
             "--audit-repo".into(),

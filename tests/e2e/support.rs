@@ -3,6 +3,7 @@
 //! captures everything the child prints, so a green `cargo test` shows none of it), and
 //! readers for the files, the JSON report and the audit repository it leaves.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +24,11 @@ pub fn fixtures() -> PathBuf {
 /// `file://` URL replaying the bundled SIS recordings.
 pub fn fixture_api_base() -> String {
     format!("file://{}", fixtures().join("sis").display())
+}
+
+/// `file://` URL replaying the bundled Canvas recordings (the fixtures' `canvas-{id}` course).
+pub fn fixture_canvas_api() -> String {
+    format!("file://{}", fixtures().join("canvas").display())
 }
 
 /// The expected rosters derived independently from the fixtures.
@@ -123,13 +129,19 @@ pub fn assert_exit(run: &Run, code: i32) {
 /// repository, report and HOME.
 pub struct Sandbox {
     pub dir: TempDir,
+    /// Set once the bundled values file was copied in: from then on every job of this
+    /// sandbox replays the bundled Canvas course too (see [`Sandbox::job_at`]).
+    fixture_values: Cell<bool>,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("home")).unwrap();
-        Sandbox { dir }
+        Sandbox {
+            dir,
+            fixture_values: Cell::new(false),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -156,9 +168,12 @@ impl Sandbox {
         std::fs::write(self.values(), yaml).unwrap();
     }
 
-    /// Makes the bundled `fixtures/values.yaml` this sandbox's values file.
+    /// Makes the bundled `fixtures/values.yaml` this sandbox's values file. Its
+    /// `canvas-{id}` course is then replayed from `fixtures/canvas` by every job of this
+    /// sandbox, also after the values file is rewritten from the bundled one.
     pub fn copy_fixture_values(&self) {
         std::fs::copy(fixtures().join("values.yaml"), self.values()).unwrap();
+        self.fixture_values.set(true);
     }
 
     /// The binary with a clean environment: no ROSTER_SYNC_* or credential variables
@@ -187,7 +202,9 @@ impl Sandbox {
     }
 
     /// `roster-sync ARGS… --values … --api-base API_BASE --output-dir OUTPUT_DIR
-    /// --audit-repo AUDIT_REPO [--report REPORT]` with this sandbox's values file.
+    /// --audit-repo AUDIT_REPO [--report REPORT]` with this sandbox's values file, and
+    /// `--canvas-api file://…/fixtures/canvas` once it was given the bundled values file
+    /// (whatever SIS answers `API_BASE` replays, the Canvas course comes from the fixtures).
     pub fn job_at(
         &self,
         args: &[&str],
@@ -207,6 +224,9 @@ impl Sandbox {
             .arg(output_dir)
             .arg("--audit-repo")
             .arg(audit_repo);
+        if self.fixture_values.get() {
+            command.arg("--canvas-api").arg(fixture_canvas_api());
+        }
         if let Some(report) = report {
             command.arg("--report").arg(report);
         }
@@ -229,7 +249,8 @@ impl Sandbox {
         self.job(&["sync"], api_base)
     }
 
-    /// `roster-sync ARGS…` on the bundled fixtures, with the bundled values file.
+    /// `roster-sync ARGS…` on the bundled fixtures (SIS and Canvas replays), with the
+    /// bundled values file.
     pub fn fixture_job(&self, args: &[&str]) -> Command {
         self.copy_fixture_values();
         self.job(args, &fixture_api_base())
