@@ -78,14 +78,14 @@ DEFAULT_ADMIN_GROUP = "roster-instructor-admins"
 ROSTER_KINDS = ("students", "instructors")
 FIELDS = ("volumes", "volume_mounts", "mem_limit", "mem_guarantee")
 
-_COURSE_KEY_RE = re.compile(r"^(\d{4})-(spring|summer|fall)-(\d{1,6})$")
+_COURSE_KEY_RE = re.compile(r"^(?:(\d{4})-(spring|summer|fall)-(\d{1,6})|canvas-\d{1,12})$")
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(?:([kKMGT])(i?)B?|B)?$")
 _LOG_PREFIX = "roster-profiles: "
 
 
 def is_course_key(key):
-    """True for a course key as roster-sync reads it, e.g. ``2030-fall-12345``."""
+    """True for a course key as roster-sync reads it: ``2030-fall-12345`` (SIS) or ``canvas-1234567`` (Canvas)."""
     return isinstance(key, str) and _COURSE_KEY_RE.match(key) is not None
 
 

@@ -327,7 +327,8 @@ class GroupNameTest(unittest.TestCase):
 
     def test_course_keys(self):
         self.assertTrue(rp.is_course_key("2030-fall-012345"))
-        for key in ("astr-128-admins", "2030-winter-1", "2030-fall-1234567", None):
+        self.assertTrue(rp.is_course_key("canvas-1234567"))
+        for key in ("astr-128-admins", "2030-winter-1", "2030-fall-1234567", "canvas-", "canvas-12x", None):
             with self.subTest(key=key):
                 self.assertFalse(rp.is_course_key(key))
 

@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 
 use git2::{ConfigLevel, ErrorCode, Oid, Repository, RepositoryInitOptions, Signature};
 
+use crate::course::{Course, KeyKind};
+use crate::roster::List;
 use crate::tree::Tree;
 
 pub const LOCK_FILE: &str = "roster-sync.lock";
@@ -381,27 +383,37 @@ impl AuditRepo {
         }
     }
 
-    /// The files of the HEAD commit (empty before the first commit).
+    /// The roster files of the HEAD commit (empty before the first commit); the other
+    /// entries of its tree are left out (see [`Head`]).
     pub fn head_tree(&self) -> Result<Tree, AuditError> {
+        Ok(self.head()?.tree)
+    }
+
+    /// The HEAD commit's tree, split into its roster entries and the others.
+    pub fn head(&self) -> Result<Head, AuditError> {
         match self.head_commit()? {
             Some(commit) => self.files(&commit),
-            None => Ok(Tree::new()),
+            None => Ok(Head::default()),
         }
     }
 
-    fn files(&self, commit: &git2::Commit<'_>) -> Result<Tree, AuditError> {
+    fn files(&self, commit: &git2::Commit<'_>) -> Result<Head, AuditError> {
         let read = git_error(&self.path, "read a commit");
         let tree = commit.tree().map_err(read)?;
-        let mut files = Tree::new();
+        let mut head = Head::default();
         for entry in tree.iter() {
-            let Ok(name) = entry.name() else { continue };
+            let Some(name) = roster_entry(&entry) else {
+                head.foreign
+                    .push(String::from_utf8_lossy(entry.name_bytes()).into_owned());
+                continue;
+            };
             let blob = self
                 .repo
                 .find_blob(entry.id())
                 .map_err(git_error(&self.path, "read a file"))?;
-            files.insert(name.to_string(), blob.content().into());
+            head.tree.insert(name.to_string(), blob.content().into());
         }
-        Ok(files)
+        Ok(head)
     }
 
     /// Commits `files` as the whole tree on top of HEAD; returns the new commit id.
@@ -414,17 +426,38 @@ impl AuditRepo {
     ) -> Result<Oid, AuditError> {
         let write = || git_error(&self.path, "write the commit");
         let _umask = RepoUmask::set();
-        let mut builder = self.repo.treebuilder(None).map_err(write())?;
-        for (name, content) in files {
-            let blob = self.repo.blob(content).map_err(write())?;
-            builder.insert(name, blob, 0o100644).map_err(write())?;
-        }
-        let tree = self
-            .repo
-            .find_tree(builder.write().map_err(write())?)
-            .map_err(write())?;
-        let signature = Signature::now(&author.name, &author.email).map_err(write())?;
         let parent = self.head_commit()?;
+        // Entries that are not roster files are carried over from HEAD as they are; a
+        // roster file of the same name (a course whose file a folder shadowed) wins.
+        // libgit2's tree builder refuses names such as `../x`, so the tree object is
+        // written here, in git's format.
+        let mut entries: Vec<RawEntry> = Vec::new();
+        if let Some(parent) = &parent {
+            let tree = parent.tree().map_err(write())?;
+            for entry in tree.iter().filter(|entry| roster_entry(entry).is_none()) {
+                if !files.contains_key(&*String::from_utf8_lossy(entry.name_bytes())) {
+                    entries.push(RawEntry {
+                        name: entry.name_bytes().to_vec(),
+                        mode: entry.filemode_raw(),
+                        id: entry.id(),
+                    });
+                }
+            }
+        }
+        for (name, content) in files {
+            entries.push(RawEntry {
+                name: name.as_bytes().to_vec(),
+                mode: 0o100644,
+                id: self.repo.blob(content).map_err(write())?,
+            });
+        }
+        let tree_id = self
+            .repo
+            .odb()
+            .and_then(|odb| odb.write(git2::ObjectType::Tree, &raw_tree(entries)))
+            .map_err(write())?;
+        let tree = self.repo.find_tree(tree_id).map_err(write())?;
+        let signature = Signature::now(&author.name, &author.email).map_err(write())?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         self.repo
             .commit(
@@ -556,6 +589,56 @@ impl AuditRepo {
     ) -> impl FnOnce(git2::Error) -> AuditError + '_ {
         git_error(&self.path, action)
     }
+}
+
+/// One entry of a tree object to write.
+struct RawEntry {
+    name: Vec<u8>,
+    mode: i32,
+    id: Oid,
+}
+
+/// A tree object's bytes: entries in git's order (by name, a folder compared as if its
+/// name ended in `/`), each `{octal mode} {name}\0{20-byte id}`.
+fn raw_tree(mut entries: Vec<RawEntry>) -> Vec<u8> {
+    let sort_key = |entry: &RawEntry| {
+        let mut key = entry.name.clone();
+        if entry.mode == 0o040000 {
+            key.push(b'/');
+        }
+        key
+    };
+    entries.sort_by_cached_key(sort_key);
+    entries.dedup_by(|a, b| a.name == b.name);
+    let mut raw = Vec::new();
+    for entry in entries {
+        raw.extend_from_slice(format!("{:o} ", entry.mode).as_bytes());
+        raw.extend_from_slice(&entry.name);
+        raw.push(0);
+        raw.extend_from_slice(entry.id.as_bytes());
+    }
+    raw
+}
+
+/// The HEAD commit's tree as the job works with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The roster entries: regular files at the root named like a roster file of a
+    /// valid course key.
+    pub tree: Tree,
+    /// The names of every other entry (a `README.md`, a folder, a name with `/` or
+    /// `..`): kept in the tree as they are, never written to, read from or removed
+    /// from the output directory.
+    pub foreign: Vec<String>,
+}
+
+/// The name of a tree entry that is a roster entry: a regular file (blob) whose name is
+/// `{key}-students.txt` or `{key}-instructors.txt` for a key [`Course::classify`] accepts.
+fn roster_entry<'a>(entry: &'a git2::TreeEntry<'_>) -> Option<&'a str> {
+    let regular = matches!(entry.filemode_raw(), 0o100644 | 0o100755);
+    let name = entry.name().ok()?;
+    let (key, _) = List::parse_file_name(name)?;
+    (regular && matches!(Course::classify(key), KeyKind::Course(_))).then_some(name)
 }
 
 fn remove_if_present(path: &Path) -> Result<(), AuditError> {
@@ -705,13 +788,63 @@ mod tests {
         let repo = AuditRepo::open_or_init(&path, &lock).unwrap();
         assert!(repo.repo.is_bare());
         assert!(repo.head_tree().unwrap().is_empty());
-        let files = tree(&[("k-students.txt", "a@x\n"), ("k-instructors.txt", "")]);
+        let files = tree(&[
+            ("2019-fall-1-students.txt", "a@x\n"),
+            ("2019-fall-1-instructors.txt", ""),
+        ]);
         let oid = repo.commit(&files, "first\n", &author(), &lock).unwrap();
         assert_eq!(repo.head_tree().unwrap(), files);
         assert_eq!(repo.repo.head().unwrap().name(), Ok("refs/heads/main"));
         let commit = repo.repo.find_commit(oid).unwrap();
         assert_eq!(commit.author().email(), Ok("roster-sync@localhost"));
         assert_eq!(commit.committer().name(), Ok("roster-sync"));
+    }
+
+    #[test]
+    fn trees_are_written_as_libgit2_writes_them_and_foreign_entries_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock(dir.path()).unwrap();
+        let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
+        let git = repo.git();
+        let blob = git.blob(b"x\n").unwrap();
+        let mut builder = git.treebuilder(None).unwrap();
+        builder.insert("notes.txt", blob, 0o100644).unwrap();
+        let folder = builder.write().unwrap();
+        let mut builder = git.treebuilder(None).unwrap();
+        let entries = [
+            ("a", folder, 0o040000),
+            ("a.txt", blob, 0o100644),
+            ("a-b", blob, 0o100755),
+            ("2019-fall-1-students.txt", blob, 0o100644),
+        ];
+        for (name, id, mode) in entries {
+            builder.insert(name, id, mode).unwrap();
+        }
+        let expected = builder.write().unwrap();
+        let raw = entries.map(|(name, id, mode)| RawEntry {
+            name: name.as_bytes().to_vec(),
+            mode,
+            id,
+        });
+        let written = git
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &raw_tree(raw.into()))
+            .unwrap();
+        assert_eq!(written, expected);
+
+        // A commit on that tree: the three other entries are foreign, kept by a commit.
+        let signature = Signature::now("t", "t@t").unwrap();
+        let written = git.find_tree(expected).unwrap();
+        git.commit(Some(MAIN_REF), &signature, &signature, "x", &written, &[])
+            .unwrap();
+        let head = repo.head().unwrap();
+        assert_eq!(head.foreign, ["a-b", "a.txt", "a"], "in git's order");
+        assert_eq!(head.tree.len(), 1);
+        repo.commit(&tree(&[]), "2\n", &author(), &lock).unwrap();
+        let head = repo.head().unwrap();
+        assert_eq!(head.foreign, ["a-b", "a.txt", "a"], "in git's order");
+        assert!(head.tree.is_empty());
     }
 
     #[test]
@@ -893,7 +1026,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = lock(dir.path()).unwrap();
         let repo = AuditRepo::open_or_init(dir.path(), &lock).unwrap();
-        let files = tree(&[("k-students.txt", "a@x\n")]);
+        let files = tree(&[("2019-fall-1-students.txt", "a@x\n")]);
         let first = repo.commit(&files, "1\n", &author(), &lock).unwrap();
         repo.repo
             .reference_symbolic("HEAD", "refs/heads/elsewhere", true, "test")

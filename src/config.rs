@@ -210,12 +210,30 @@ pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 #[derive(Debug, Default)]
 pub struct Profiles {
     pub courses: Vec<Course>,
+    /// Keys shaped like course keys whose year has no SIS term id (`0000-fall-1`,
+    /// `2100-fall-1`): `sync` fails each of them alone and keeps its files; `check`
+    /// refuses them.
+    pub out_of_range: Vec<String>,
     /// The key path the profiles were read from; `None` when no path exists.
     pub key_path: Option<String>,
 }
 
-/// Reads the course profiles from a values file.
+/// Reads the course profiles from a values file, refusing a course key whose year has no
+/// term id (for `check`).
 pub fn load_profiles(path: &Path, profiles_key: Option<&str>) -> Result<Profiles, ConfigError> {
+    let profiles = read_profiles(path, profiles_key)?;
+    match profiles.out_of_range.first() {
+        Some(key) => Err(ConfigError::CourseYear {
+            path: path.to_path_buf(),
+            key: key.clone(),
+        }),
+        None => Ok(profiles),
+    }
+}
+
+/// Reads the course profiles from a values file; keys whose year has no term id are
+/// listed in [`Profiles::out_of_range`], not refused.
+pub fn read_profiles(path: &Path, profiles_key: Option<&str>) -> Result<Profiles, ConfigError> {
     use std::io::Read;
     let unreadable = |error: std::io::Error| match error.kind() {
         std::io::ErrorKind::NotFound => ConfigError::ValuesMissing {
@@ -293,6 +311,7 @@ pub fn parse_profiles(
         }
     };
     let mut courses = Vec::new();
+    let mut out_of_range = Vec::new();
     for key in mapping.keys() {
         let Some(key) = key.as_str() else {
             log::debug!("skipping a profile whose name is not a string");
@@ -307,16 +326,12 @@ pub fn parse_profiles(
                 path.display()
             ),
             KeyKind::NotACourse => log::debug!("profile {key:?} is not a course key; skipped"),
-            KeyKind::YearOutOfRange => {
-                return Err(ConfigError::CourseYear {
-                    path: path.to_path_buf(),
-                    key: key.to_string(),
-                });
-            }
+            KeyKind::YearOutOfRange => out_of_range.push(key.to_string()),
         }
     }
     Ok(Profiles {
         courses,
+        out_of_range,
         key_path: Some(key_path.to_string()),
     })
 }
@@ -596,8 +611,10 @@ impl Settings {
     }
 
     /// The configured courses, read from the values file.
+    /// The profiles `sync` works on: keys whose year has no term id are listed, not
+    /// refused, so that each fails alone.
     pub fn load_profiles(&self) -> Result<Profiles, ConfigError> {
-        load_profiles(&self.values, self.profiles_key.as_deref())
+        read_profiles(&self.values, self.profiles_key.as_deref())
     }
 }
 

@@ -14,6 +14,7 @@ use git2::{Commit, Oid, Sort, Tree};
 use serde::Serialize;
 
 use crate::audit::{AuditError, AuditRepo};
+use crate::course::{Course, KeyKind};
 use crate::roster::{List, Roster};
 
 /// One address added to or removed from one list by one commit.
@@ -78,7 +79,10 @@ pub fn history<E>(
             Err(_) => None,
         };
         for (name, old, new) in changed_entries(&tree, parent.as_ref(), filter.course.as_deref()) {
-            let Some((key, list)) = List::parse_file_name(&name) else {
+            // Only roster entries: an auditor's README or a crafted name is not a roster.
+            let Some((key, list)) = List::parse_file_name(&name)
+                .filter(|(key, _)| matches!(Course::classify(key), KeyKind::Course(_)))
+            else {
                 continue;
             };
             let (old, new) = (read_blob(repo, old)?, read_blob(repo, new)?);

@@ -7,11 +7,14 @@
 //! killed before the commit leaves the old files (a pruned file it already removed is
 //! restored from HEAD as drift, or pruned again); a run killed after it leaves files
 //! that differ from HEAD, which the next run restores as drift. Every file is replaced
-//! by rename, so each roster file is always either old or new.
+//! by rename, so each roster file is always either old or new. A course whose file
+//! cannot be staged, replaced or removed fails alone before the commit and keeps its
+//! HEAD files in it, so the commit records only what the hub gets.
 //!
 //! [`run`] is the wiring (values file, credentials, transport); [`run_with`] is the job
 //! itself, with its transport as a parameter, so tests run it in process.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -24,11 +27,12 @@ use crate::fetch;
 use crate::hub::{self, CourseRosters, HubConfig, HubReport};
 use crate::plan::{self, CoursePlan, Status};
 use crate::report::{Ending, Report, RunClock};
+use crate::roster::List;
 use crate::shutdown::Shutdown;
 use crate::source::canvas::{CanvasBase, CanvasHttpTransport, CanvasReplayTransport, CanvasToken};
 use crate::source::{Client, Reply, Request, Requests, Transport, TransportError};
 use crate::store::{OutputDir, StoreError};
-use crate::tree::{self, Tree};
+use crate::tree::{self, OnDisk, Tree};
 
 /// Why a run stopped before it could apply its plan.
 #[derive(Debug)]
@@ -36,6 +40,8 @@ pub enum Abort {
     Config(ConfigError),
     Store(StoreError),
     Audit(AuditError),
+    /// Some courses could not be published; the others were, and the commit was made.
+    Unpublished(String),
     Interrupted,
 }
 
@@ -45,7 +51,7 @@ impl Abort {
             Abort::Config(_) => Exit::Config,
             Abort::Store(_) => Exit::Storage,
             Abort::Audit(AuditError::Locked { .. }) => Exit::Locked,
-            Abort::Audit(_) => Exit::Storage,
+            Abort::Audit(_) | Abort::Unpublished(_) => Exit::Storage,
             Abort::Interrupted => Exit::Interrupted,
         }
     }
@@ -57,6 +63,7 @@ impl fmt::Display for Abort {
             Abort::Config(error) => error.fmt(f),
             Abort::Store(error) => error.fmt(f),
             Abort::Audit(error) => error.fmt(f),
+            Abort::Unpublished(message) => f.write_str(message),
             Abort::Interrupted => f.write_str(
                 "stopped by a termination signal: no new work was started after it, and what \
                  was done is consistent; safe to rerun",
@@ -87,10 +94,20 @@ impl From<AuditError> for Abort {
 /// and returns its report.
 pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
     let clock = RunClock::start();
-    let courses = match load_courses(settings) {
-        Ok(courses) => courses,
+    let (courses, out_of_range) = match load_courses(settings) {
+        Ok(profiles) => (profiles.courses, profiles.out_of_range),
         Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
+    let unsyncable: Vec<(String, String)> = out_of_range
+        .into_iter()
+        .map(|key| {
+            let reason = format!(
+                "course key {key} has a year outside 1900-2099, which has no SIS term id; \
+                 it is not synced and its files are kept (fix the key in the values file)"
+            );
+            (key, reason)
+        })
+        .collect();
     let sources = match connect_sources(settings, &courses) {
         Ok(sources) => sources,
         Err(error) => return rejected(&clock, Abort::Config(error), settings.dry_run),
@@ -100,7 +117,14 @@ pub fn run(settings: &Settings, shutdown: &Shutdown) -> Report {
         Some(Ok(hub)) => Some(hub),
         Some(Err(error)) => return rejected(&clock, Abort::Config(error), settings.dry_run),
     };
-    run_with_sources(settings, &courses, sources, hub.as_ref(), shutdown, &clock)
+    run_courses(
+        settings,
+        (&courses, &unsyncable),
+        sources,
+        hub.as_ref(),
+        shutdown,
+        &clock,
+    )
 }
 
 /// The transports of a run: one for SIS courses, one for Canvas courses. A source no
@@ -185,6 +209,19 @@ pub fn run_with_sources(
     shutdown: &Shutdown,
     clock: &RunClock,
 ) -> Report {
+    run_courses(settings, (courses, &[]), sources, hub, shutdown, clock)
+}
+
+/// The job on the configured courses and on configured keys that cannot be synced (each
+/// with its reason: they fail alone, keeping their files).
+fn run_courses(
+    settings: &Settings,
+    (courses, unsyncable): (&[Course], &[(String, String)]),
+    sources: Sources,
+    hub: Option<&HubConfig>,
+    shutdown: &Shutdown,
+    clock: &RunClock,
+) -> Report {
     let mut ending = Ending::default();
     for (course, ago) in config::stale_courses(courses, settings.stale_after_terms) {
         log::warn!(
@@ -198,7 +235,7 @@ pub fn run_with_sources(
     }
     let result = execute(
         settings,
-        courses,
+        (courses, unsyncable),
         sources,
         hub,
         shutdown,
@@ -242,7 +279,7 @@ impl Transport for NothingToAsk {
 /// stops the run still leaves the report what the earlier ones found.
 fn execute(
     settings: &Settings,
-    courses: &[Course],
+    (courses, unsyncable): (&[Course], &[(String, String)]),
     sources: Sources,
     hub: Option<&HubConfig>,
     shutdown: &Shutdown,
@@ -251,9 +288,16 @@ fn execute(
 ) -> Result<(), Abort> {
     let storage = Storage::open(&settings.storage, settings.dry_run)?;
     let head = match &storage.repo {
-        Some(repo) => repo.head_tree()?,
-        None => Tree::new(),
+        Some(repo) => repo.head()?,
+        None => audit::Head::default(),
     };
+    warn_foreign(&head.foreign);
+    let head = head.tree;
+    let keys = courses
+        .iter()
+        .map(|course| course.key.as_str())
+        .chain(unsyncable.iter().map(|(key, _)| key.as_str()));
+    let baseline = storage.baseline(keys, &head)?;
     let (fetched, requests) = fetch_courses(settings, courses, sources, shutdown);
     ending.requests = requests;
     let fetched = fetched.map_err(|_| Abort::Interrupted)?;
@@ -262,7 +306,17 @@ fn execute(
     }
 
     let paired: Vec<(Course, fetch::Fetched)> = courses.iter().cloned().zip(fetched).collect();
-    let plan = plan::plan(&paired, &head, &settings.guard, settings.prune);
+    let previous = plan::Previous {
+        head: &head,
+        baseline: &baseline,
+    };
+    let mut plan = plan::plan(
+        &paired,
+        unsyncable,
+        previous,
+        &settings.guard,
+        settings.prune,
+    );
     log_plan(&plan, settings);
     ending.courses = plan.courses.clone();
     if paired.is_empty() && !head.is_empty() && !settings.prune {
@@ -289,7 +343,16 @@ fn execute(
             }
         );
     }
-    ending.commit = storage.apply(&plan, &head, &reconcile, &settings.storage, &clock.run_id)?;
+    let applied = storage.apply(
+        &mut plan,
+        &head,
+        &reconcile,
+        &settings.storage,
+        &clock.run_id,
+    );
+    ending.courses = plan.courses.clone();
+    let applied = applied?;
+    ending.commit = applied.commit;
     storage.pack(settings.storage.pack_loose_objects);
     if let Some(hub) = hub {
         ending.hub = Some(sync_groups(
@@ -300,7 +363,41 @@ fn execute(
             return Err(Abort::Interrupted);
         }
     }
-    Ok(())
+    match applied.unpublished.is_empty() {
+        true => Ok(()),
+        false => Err(Abort::Unpublished(format!(
+            "output directory: {} could not be published and kept their previous files \
+             ({}); every other course was published",
+            match applied.unpublished.len() {
+                1 => "1 course".to_string(),
+                n => format!("{n} courses"),
+            },
+            applied.unpublished.join(", ")
+        ))),
+    }
+}
+
+/// Says once that the audit HEAD holds entries that are not roster files.
+fn warn_foreign(foreign: &[String]) {
+    const SHOWN: usize = 5;
+    if foreign.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = foreign
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("{name:?}"))
+        .collect();
+    if foreign.len() > SHOWN {
+        names.push(format!("and {} more", foreign.len() - SHOWN));
+    }
+    log::warn!(
+        "the audit repository's tree holds {} entries that are not roster files ({}); \
+         they are kept in the tree as they are and never written to, read from or removed \
+         from the output directory",
+        foreign.len(),
+        names.join(", ")
+    );
 }
 
 /// Fetches SIS courses with [`fetch::fetch_all`] and Canvas courses with
@@ -394,7 +491,7 @@ fn sync_groups(
 }
 
 /// The configured courses, saying in the log where they were found.
-fn load_courses(settings: &Settings) -> Result<Vec<Course>, ConfigError> {
+fn load_courses(settings: &Settings) -> Result<config::Profiles, ConfigError> {
     let profiles = settings.load_profiles()?;
     let values = settings.values.display();
     match &profiles.key_path {
@@ -413,7 +510,7 @@ fn load_courses(settings: &Settings) -> Result<Vec<Course>, ConfigError> {
                 .map_or_else(|| config::DEFAULT_PROFILE_PATHS.join(", "), str::to_string)
         ),
     }
-    Ok(profiles.courses)
+    Ok(profiles)
 }
 
 /// One line per course: its status, both lists' change, and the reason when held
@@ -523,47 +620,118 @@ impl Storage {
         })
     }
 
-    /// Publishes the plan (nothing in a dry run); returns the new commit, if any.
+    /// The roster files in the output directory of the courses `keys` that `head` has no
+    /// entry for (regular files only): the guards' baseline when the audit history was
+    /// lost or recreated.
+    fn baseline<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a str>,
+        head: &Tree,
+    ) -> Result<Tree, Abort> {
+        let mut baseline = Tree::new();
+        for key in keys {
+            let names = List::BOTH.map(|list| list.file_name(key));
+            if names.iter().any(|name| head.contains_key(name)) {
+                continue;
+            }
+            for name in names {
+                if let OnDisk::File(bytes) = self.store.read(&name)? {
+                    baseline.insert(name, bytes.as_slice().into());
+                }
+            }
+        }
+        if !baseline.is_empty() {
+            log::warn!(
+                "{} roster files in the output directory have no entry in the audit \
+                 repository (lost or recreated?); the guards compare against them",
+                baseline.len()
+            );
+        }
+        Ok(baseline)
+    }
+
+    /// Publishes the plan (nothing in a dry run); returns the new commit, if any, and
+    /// the courses that could not be published.
     ///
-    /// Files are staged and pruned files removed before the commit, so a directory that
-    /// cannot be written stops the run before the audit trail records anything; a kill
-    /// after the commit leaves staged files that the next run cleans up, and files that
-    /// differ from HEAD, which it restores.
+    /// Files are staged and pruned files removed before the commit, so a file that
+    /// cannot be written fails its course before the audit trail records it: that
+    /// course keeps its HEAD files in the commit (and on disk), the others go through.
+    /// A kill after the commit leaves staged files that the next run cleans up, and
+    /// files that differ from HEAD, which it restores.
     fn apply(
         &self,
-        plan: &plan::Plan,
+        plan: &mut plan::Plan,
         head: &Tree,
         reconcile: &tree::Reconcile,
         settings: &StorageSettings,
         run_id: &str,
-    ) -> Result<Option<String>, Abort> {
+    ) -> Result<Applied, Abort> {
         let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
-            return Ok(None);
+            return Ok(Applied::default());
+        };
+        let mut failed: BTreeMap<String, String> = BTreeMap::new();
+        let course_of = |name: &str| {
+            List::parse_file_name(name).map_or_else(|| name.to_string(), |(key, _)| key.into())
         };
         let writes: Vec<(&str, &[u8])> = reconcile
             .writes
             .iter()
             .map(|name| (name.as_str(), &*plan.tree[name]))
             .collect();
-        let staged = self.store.stage_all(&writes)?;
-        for name in &reconcile.removals {
-            self.store.remove(name)?;
+        let mut staged = Vec::new();
+        for ((name, _), result) in writes.iter().zip(self.store.stage_all(&writes)) {
+            match result.and_then(|file| self.store.replaceable(name).map(|()| file)) {
+                Ok(file) => staged.push(file),
+                Err(error) => {
+                    failed.entry(course_of(name)).or_insert(error.to_string());
+                }
+            }
         }
-        let mut commit = None;
+        for name in &reconcile.removals {
+            if let Err(error) = self.store.remove(name) {
+                failed.entry(course_of(name)).or_insert(error.to_string());
+            }
+        }
+        // A failed course keeps its HEAD files: its staged files are dropped (which
+        // removes them) and its entries in the tree to commit restored.
+        staged.retain(|file| !failed.contains_key(&course_of(file.name())));
+        for (key, reason) in &failed {
+            log::error!("{key}: not published: {reason}");
+            plan.fail(key, reason.clone(), head);
+        }
+        let mut applied = Applied::default();
         if let Some(message) = plan.commit_message(head, run_id, env!("CARGO_PKG_VERSION")) {
             let oid = repo.commit(&plan.tree, &message, &settings.author, lock)?;
             log::info!(
                 "audit commit {oid}: {}",
                 message.lines().next().unwrap_or_default()
             );
-            commit = Some(oid.to_string());
+            applied.commit = Some(oid.to_string());
         }
         for file in staged {
-            file.publish()?;
+            let name = file.name().to_string();
+            // Checked before the commit; only a change made meanwhile lands here, and
+            // the next run restores the file from HEAD as drift.
+            if let Err(error) = file.publish() {
+                failed.entry(course_of(&name)).or_insert(error.to_string());
+                if let Some(course) = plan.courses.iter_mut().find(|c| c.key == course_of(&name)) {
+                    course.decision = plan::Decision::NotSynced(error.to_string());
+                }
+            }
         }
         self.store.sync()?;
-        Ok(commit)
+        applied.unpublished = failed.into_keys().collect();
+        Ok(applied)
     }
+}
+
+/// What [`Storage::apply`] did.
+#[derive(Debug, Default)]
+struct Applied {
+    /// The audit commit made, if any.
+    commit: Option<String>,
+    /// The keys of the courses (or names of the files) that could not be published.
+    unpublished: Vec<String>,
 }
 
 #[cfg(test)]

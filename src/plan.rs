@@ -3,8 +3,11 @@
 //! Inputs are the fetched rosters, the audit repository's HEAD tree and the guard
 //! policy; the output is the tree to commit and, per course, a [`Decision`] with the
 //! counts the report and the commit message show. Invariants:
-//! - a failed or guarded course keeps exactly its HEAD files;
-//! - a course seen for the first time is never guarded;
+//! - a failed or guarded course keeps exactly its previous files;
+//! - a course seen for the first time (no entry in HEAD, no roster file in the output
+//!   directory) is never guarded; a course HEAD lacks but the directory holds (an audit
+//!   repository lost or recreated) is guarded against the files on disk, and those files
+//!   are what the commit records for it unless its change goes through;
 //! - a course that is no longer configured keeps its files unless pruning was asked for,
 //!   and pruning itself is held back by the same shrink guard, counted in courses.
 
@@ -80,6 +83,9 @@ pub enum Decision {
     PruneGuarded(Trip),
     /// The fetch failed; HEAD's files are kept.
     Failed(FetchError),
+    /// The course could not be synced for a reason of its own (a key without a term id,
+    /// a file that cannot be published); its previous files are kept.
+    NotSynced(String),
 }
 
 impl Decision {
@@ -90,7 +96,7 @@ impl Decision {
             Decision::Unchanged => Status::Unchanged,
             Decision::Pruned { .. } => Status::Pruned,
             Decision::Guarded(_) | Decision::PruneGuarded(_) => Status::Guarded,
-            Decision::Failed(_) => Status::Failed,
+            Decision::Failed(_) | Decision::NotSynced(_) => Status::Failed,
         }
     }
 
@@ -139,6 +145,7 @@ impl CoursePlan {
         let key = &self.key;
         match &self.decision {
             Decision::Failed(error) => Some(error.to_string()),
+            Decision::NotSynced(reason) => Some(reason.clone()),
             Decision::Guarded(trips) => Some(format!(
                 "held back: {}; approve with --approve {key}",
                 Trips(trips)
@@ -187,23 +194,54 @@ pub struct Plan {
     pub tree: Tree,
     /// Courses in HEAD that are no longer configured and keep their files.
     pub unconfigured: Vec<String>,
+    /// The sizes of each planned course's previous lists (HEAD's, or the baseline's).
+    kept: BTreeMap<String, [usize; 2]>,
+}
+
+/// What planning starts from besides the fetched rosters.
+pub struct Previous<'a> {
+    /// The roster entries of the audit HEAD.
+    pub head: &'a Tree,
+    /// The roster files found in the output directory for configured courses that HEAD
+    /// has no entry for: the guards' baseline when the audit history was lost.
+    pub baseline: &'a Tree,
 }
 
 /// Decides every course's outcome. `fetched` pairs each configured course with what
-/// fetching it gave.
+/// fetching it gave; `rejected` holds configured keys that cannot be synced, each with
+/// its reason (they fail alone and keep their files).
 pub fn plan(
     fetched: &[(Course, Result<Rosters, FetchError>)],
-    head: &Tree,
+    rejected: &[(String, String)],
+    previous: Previous<'_>,
     policy: &GuardPolicy,
     prune: bool,
 ) -> Plan {
+    let previous_files = previous;
+    let head = previous_files.head;
+    let on_disk = rosters_in(previous_files.baseline);
     let previous = rosters_in(head);
     let mut tree = head.clone();
     let empty = BTreeMap::new();
+    let mut kept = BTreeMap::new();
     let mut courses: Vec<CoursePlan> = fetched
         .iter()
         .map(|(course, outcome)| {
-            let before = previous.get(course.key.as_str()).unwrap_or(&empty);
+            let key = course.key.as_str();
+            let before = match previous.get(key) {
+                Some(lists) => lists,
+                None => {
+                    // The audit has no entry: the hub's files are the baseline, and
+                    // what the audit records unless the change goes through.
+                    for name in List::BOTH.map(|list| list.file_name(key)) {
+                        if let Some(content) = previous_files.baseline.get(&name) {
+                            tree.insert(name, content.clone());
+                        }
+                    }
+                    on_disk.get(key).unwrap_or(&empty)
+                }
+            };
+            kept.insert(key.to_string(), sizes(before));
             let planned = plan_course(course, outcome, before, policy);
             if planned.decision.changes_files() {
                 let Ok(rosters) = outcome else {
@@ -216,10 +254,31 @@ pub fn plan(
             planned
         })
         .collect();
+    for (key, reason) in rejected {
+        let before = previous
+            .get(key.as_str())
+            .or_else(|| on_disk.get(key.as_str()))
+            .unwrap_or(&empty);
+        let [students, instructors] = sizes(before);
+        let count = |count| ListPlan {
+            count,
+            ..ListPlan::default()
+        };
+        kept.insert(key.clone(), [students, instructors]);
+        courses.push(CoursePlan {
+            key: key.clone(),
+            term_id: None,
+            decision: Decision::NotSynced(reason.clone()),
+            students: count(students),
+            instructors: count(instructors),
+            no_email: 0,
+        });
+    }
 
     let configured: BTreeSet<&str> = fetched
         .iter()
         .map(|(course, _)| course.key.as_str())
+        .chain(rejected.iter().map(|(key, _)| key.as_str()))
         .collect();
     let unconfigured: Vec<&str> = previous
         .keys()
@@ -231,6 +290,7 @@ pub fn plan(
             courses,
             tree,
             unconfigured: unconfigured.into_iter().map(str::to_string).collect(),
+            kept,
         };
     }
     let prune_trip = policy.check(
@@ -241,6 +301,10 @@ pub fn plan(
     );
     for key in unconfigured {
         let sizes = |list| previous[key].get(&list).map_or(0, Roster::len);
+        kept.insert(
+            key.to_string(),
+            [sizes(List::Students), sizes(List::Instructors)],
+        );
         let (decision, kept) = match &prune_trip {
             Some(trip) if !policy.approves(key) => (Decision::PruneGuarded(trip.clone()), true),
             approved => {
@@ -276,7 +340,13 @@ pub fn plan(
         courses,
         tree,
         unconfigured: Vec::new(),
+        kept,
     }
+}
+
+/// The sizes of a course's previous students and instructors lists.
+fn sizes(before: &BTreeMap<List, Roster>) -> [usize; 2] {
+    List::BOTH.map(|list| before.get(&list).map_or(0, Roster::len))
 }
 
 fn lists(rosters: &Rosters) -> [(List, &Roster); 2] {
@@ -357,6 +427,30 @@ fn plan_course(
 }
 
 impl Plan {
+    /// Fails `key` after planning (its files could not be published): it keeps its
+    /// HEAD files in the tree to commit, and reports its previous sizes and `reason`.
+    pub fn fail(&mut self, key: &str, reason: String, head: &Tree) {
+        for list in List::BOTH {
+            let name = list.file_name(key);
+            match head.get(&name) {
+                Some(content) => self.tree.insert(name, content.clone()),
+                None => self.tree.remove(&name),
+            };
+        }
+        let [students, instructors] = self.kept.get(key).copied().unwrap_or_default();
+        if let Some(course) = self.courses.iter_mut().find(|course| course.key == key) {
+            course.decision = Decision::NotSynced(reason);
+            course.students = ListPlan {
+                count: students,
+                ..ListPlan::default()
+            };
+            course.instructors = ListPlan {
+                count: instructors,
+                ..ListPlan::default()
+            };
+        }
+    }
+
     /// The audit commit message, or `None` when the tree is the same as `head`.
     pub fn commit_message(&self, head: &Tree, run_id: &str, version: &str) -> Option<String> {
         if self.tree == *head {
@@ -366,10 +460,18 @@ impl Plan {
             let name = list.file_name(key);
             head.get(&name) != self.tree.get(&name)
         };
+        // A course whose change was not applied but whose files are new to the audit
+        // (recorded from the output directory) is listed with what it holds.
+        let applied = |course: &CoursePlan, list: List| match course.decision.changes_files() {
+            true => *course.list(list),
+            false => ListPlan {
+                count: course.list(list).count,
+                ..ListPlan::default()
+            },
+        };
         let changed: Vec<&CoursePlan> = self
             .courses
             .iter()
-            .filter(|course| course.decision.changes_files())
             .filter(|course| {
                 List::BOTH
                     .into_iter()
@@ -378,7 +480,7 @@ impl Plan {
             .collect();
         let (added, removed) = changed
             .iter()
-            .flat_map(|c| [c.students, c.instructors])
+            .flat_map(|c| List::BOTH.map(|list| applied(c, list)))
             .fold((0, 0), |(added, removed), list| {
                 (added + list.added, removed + list.removed)
             });
@@ -396,7 +498,7 @@ impl Plan {
                 .into_iter()
                 .filter(|list| differs(&course.key, *list))
             {
-                let plan = course.list(list);
+                let plan = applied(course, list);
                 let _ = write!(
                     message,
                     "{} {list}: +{} -{}, {} members",
@@ -405,6 +507,9 @@ impl Plan {
                 message += match course.status() {
                     Status::Pruned => " (pruned)\n",
                     Status::Created => " (new)\n",
+                    _ if !course.decision.changes_files() => {
+                        " (recorded from the output directory)\n"
+                    }
                     _ => "\n",
                 };
             }
@@ -474,13 +579,22 @@ mod tests {
         }
     }
 
+    fn at(head: &Tree) -> Previous<'_> {
+        static EMPTY: std::sync::OnceLock<Tree> = std::sync::OnceLock::new();
+        Previous {
+            head,
+            baseline: EMPTY.get_or_init(Tree::new),
+        }
+    }
+
     const KEY: &str = "2019-fall-23970";
 
     #[test]
     fn a_new_course_is_created_and_never_guarded() {
         let plan = plan(
             &[(course(KEY), complete(&addresses("s", 3), &[]))],
-            &Tree::new(),
+            &[],
+            at(&Tree::new()),
             &policy(),
             false,
         );
@@ -504,7 +618,8 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 20), &addresses("i", 2)),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -517,7 +632,8 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 25), &addresses("i", 2)),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -537,7 +653,8 @@ mod tests {
         let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
         let plan = plan(
             &[(course(KEY), Err(FetchError::Internal))],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -560,7 +677,8 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 20)[6..], &addresses("i", 10)),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -571,7 +689,8 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 20)[7..], &addresses("i", 10)),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -593,7 +712,8 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 20), &addresses("i", 10)[4..]),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -608,14 +728,16 @@ mod tests {
                 course(KEY),
                 complete(&addresses("s", 2), &addresses("i", 1)),
             )],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
         assert_eq!(shrunk.courses[0].status(), Status::Updated);
         let emptied = plan(
             &[(course(KEY), complete(&addresses("s", 9), &[]))],
-            &head,
+            &[],
+            at(&head),
             &policy(),
             false,
         );
@@ -635,7 +757,8 @@ mod tests {
         approving.approvals.insert(KEY.to_string());
         let plan = plan(
             &[(course(KEY), complete(&[], &addresses("i", 2)))],
-            &head,
+            &[],
+            at(&head),
             &approving,
             false,
         );
@@ -662,11 +785,11 @@ mod tests {
             course(KEY),
             complete(&addresses("s", 20), &addresses("i", 2)),
         )];
-        let kept = plan(&configured, &head, &policy(), false);
+        let kept = plan(&configured, &[], at(&head), &policy(), false);
         assert_eq!(kept.tree, head);
         assert_eq!(kept.unconfigured, ["2019-fall-1"]);
 
-        let pruned = plan(&configured, &head, &policy(), true);
+        let pruned = plan(&configured, &[], at(&head), &policy(), true);
         let entry = pruned
             .courses
             .iter()
@@ -697,15 +820,105 @@ mod tests {
     #[test]
     fn pruning_every_course_is_held_back_unless_approved() {
         let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
-        let held = plan(&[], &head, &policy(), true);
+        let held = plan(&[], &[], at(&head), &policy(), true);
         assert_eq!(held.courses[0].status(), Status::Guarded);
         assert_eq!(held.courses[0].students.count, 20);
         assert_eq!(held.tree, head);
         let mut approving = policy();
         approving.approvals.insert(KEY.to_string());
-        let approved = plan(&[], &head, &approving, true);
+        let approved = plan(&[], &[], at(&head), &approving, true);
         assert_eq!(approved.courses[0].status(), Status::Pruned);
         assert!(approved.tree.is_empty());
+    }
+
+    #[test]
+    fn the_files_on_disk_are_the_baseline_when_head_has_no_entry() {
+        let baseline = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
+        let previous = Previous {
+            head: &Tree::new(),
+            baseline: &baseline,
+        };
+        let emptied = plan(
+            &[(course(KEY), complete(&[], &addresses("i", 2)))],
+            &[],
+            previous,
+            &policy(),
+            false,
+        );
+        let entry = &emptied.courses[0];
+        assert_eq!(entry.status(), Status::Guarded);
+        assert_eq!((entry.students.count, entry.students.removed), (20, 20));
+        assert_eq!(
+            emptied.tree, baseline,
+            "the hub's files are recorded as they are"
+        );
+        let message = emptied.commit_message(&Tree::new(), "r", "v").unwrap();
+        assert!(
+            message.starts_with("roster-sync: 1 course changed (+0 -0)"),
+            "{message}"
+        );
+        assert!(message.contains(
+            "2019-fall-23970 students: +0 -0, 20 members (recorded from the output directory)"
+        ));
+
+        let previous = Previous {
+            head: &Tree::new(),
+            baseline: &baseline,
+        };
+        let same = plan(
+            &[(
+                course(KEY),
+                complete(&addresses("s", 20), &addresses("i", 2)),
+            )],
+            &[],
+            previous,
+            &policy(),
+            false,
+        );
+        assert_eq!(same.courses[0].status(), Status::Unchanged);
+        assert_eq!(same.tree, baseline);
+    }
+
+    #[test]
+    fn a_rejected_key_fails_alone_keeps_its_files_and_is_not_pruned() {
+        let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
+        let rejected = [(KEY.to_string(), format!("{KEY}: no term id"))];
+        let plan = plan(&[], &rejected, at(&head), &policy(), true);
+        assert_eq!(plan.courses.len(), 1);
+        assert_eq!(plan.courses[0].status(), Status::Failed);
+        assert_eq!(
+            plan.courses[0].error().unwrap(),
+            "2019-fall-23970: no term id"
+        );
+        assert_eq!(plan.courses[0].students.count, 20);
+        assert_eq!(plan.tree, head);
+    }
+
+    #[test]
+    fn a_course_failed_after_planning_keeps_its_head_files() {
+        let head = head_with(KEY, &addresses("s", 20), &addresses("i", 2));
+        let mut grown = plan(
+            &[(
+                course(KEY),
+                complete(&addresses("s", 25), &addresses("i", 2)),
+            )],
+            &[],
+            at(&head),
+            &policy(),
+            false,
+        );
+        assert_ne!(grown.tree, head);
+        grown.fail(KEY, "cannot replace".into(), &head);
+        assert_eq!(grown.tree, head);
+        assert_eq!(grown.courses[0].status(), Status::Failed);
+        assert_eq!(
+            grown.courses[0].students,
+            ListPlan {
+                count: 20,
+                ..ListPlan::default()
+            }
+        );
+        assert_eq!(grown.commit_message(&head, "r", "v"), None);
     }
 
     #[test]
@@ -721,7 +934,7 @@ mod tests {
                 complete(&addresses("x", 3), &addresses("i", 1)),
             ),
         ];
-        let plan = plan(&fetched, &head, &policy(), false);
+        let plan = plan(&fetched, &[], at(&head), &policy(), false);
         let message = plan.commit_message(&head, "r", "v").unwrap();
         assert!(
             message.starts_with("roster-sync: 2 courses changed (+6 -1)\n"),

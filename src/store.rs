@@ -3,8 +3,9 @@
 //! Invariants: every write is atomic (a `.roster-sync-tmp-*` file in the same
 //! directory, fsync, rename over the target, fsync the directory), so a reader or a
 //! crash sees the old file or the new one, never a mix; files are mode 0640 whatever
-//! the umask; only names the caller passes are touched, and a symlink at such a name is
-//! replaced, never followed.
+//! the umask; only names the caller passes are touched (plain file names: a name with
+//! `/` or a dot name is refused), and a symlink at such a name is replaced, never
+//! followed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,6 +79,18 @@ impl OutputDir {
         Ok(Self::existing(path))
     }
 
+    /// `name` in the directory, when it is a plain file name.
+    fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
+        match name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            true => Err(self.error(
+                "use",
+                name,
+                std::io::Error::new(ErrorKind::InvalidInput, "not a plain file name"),
+            )),
+            false => Ok(self.path.join(name)),
+        }
+    }
+
     fn error(&self, action: &'static str, name: &str, error: std::io::Error) -> StoreError {
         StoreError {
             action,
@@ -88,7 +101,7 @@ impl OutputDir {
 
     /// What is at `name`, without following a symlink.
     pub fn read(&self, name: &str) -> Result<OnDisk, StoreError> {
-        let path = self.path.join(name);
+        let path = self.path_of(name)?;
         match fs::symlink_metadata(&path) {
             Err(error) if error.kind() == ErrorKind::NotFound => Ok(OnDisk::Missing),
             Err(error) => Err(self.error("inspect", name, error)),
@@ -116,29 +129,57 @@ impl OutputDir {
         Ok(found)
     }
 
+    /// Whether a file can be renamed over `name`: not when a directory is in its place
+    /// (a rename over a directory fails). Checked before the audit commit, so the commit
+    /// never records a file the hub cannot get.
+    pub fn replaceable(&self, name: &str) -> Result<(), StoreError> {
+        match fs::symlink_metadata(self.path_of(name)?) {
+            Ok(metadata) if metadata.is_dir() => Err(self.error(
+                "replace",
+                name,
+                std::io::Error::new(ErrorKind::IsADirectory, "a directory is in its place"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `content` to a durable temporary file beside `name`; [`Staged::publish`]
     /// then renames it over `name`. Staging every file before the audit commit proves the
     /// directory writable (and the volume not full) before anything is recorded.
     pub fn stage(&self, name: &str, content: &[u8]) -> Result<Staged<'_>, StoreError> {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let temp_name = format!(
-            "{TEMP_PREFIX}{}-{}-{name}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        let staged = Staged {
-            store: self,
-            temp_name,
-            name: name.to_string(),
-            published: false,
+        self.path_of(name)?;
+        // A process id is often the same from run to run in a container, so a stray
+        // entry may hold a temporary name: the next sequence number is tried.
+        let mut attempts = 0;
+        let (staged, mut file) = loop {
+            let temp_name = format!(
+                "{TEMP_PREFIX}{}-{}-{name}",
+                std::process::id(),
+                SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            );
+            let opened = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(self.path.join(&temp_name));
+            attempts += 1;
+            match opened {
+                Err(error) if error.kind() == ErrorKind::AlreadyExists && attempts < 100 => {
+                    continue;
+                }
+                Err(error) => return Err(self.error("create", &temp_name, error)),
+                Ok(file) => {
+                    let staged = Staged {
+                        store: self,
+                        temp_name,
+                        name: name.to_string(),
+                        published: false,
+                    };
+                    break (staged, file);
+                }
+            }
         };
-        let temp_path = self.path.join(&staged.temp_name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&temp_path)
-            .map_err(|error| self.error("create", &staged.temp_name, error))?;
         // The umask may have narrowed the mode given at creation.
         file.set_permissions(Permissions::from_mode(FILE_MODE))
             .map_err(|error| self.error("set the mode of", &staged.temp_name, error))?;
@@ -150,10 +191,10 @@ impl OutputDir {
 
     /// Stages every file like [`OutputDir::stage`], a few at a time: each one's fsync
     /// waits for the disk, and waiting for several at once lets the file system commit
-    /// them together, which matters when a first run writes thousands of files. The
-    /// error is the first one in the order given, as if they were staged one by one; on
-    /// an error, the files staged are removed again.
-    pub fn stage_all<'a>(&'a self, files: &[(&str, &[u8])]) -> Result<Vec<Staged<'a>>, StoreError> {
+    /// them together, which matters when a first run writes thousands of files. Returns
+    /// each file's result in the order given: one file that cannot be staged does not
+    /// stop the others.
+    pub fn stage_all<'a>(&'a self, files: &[(&str, &[u8])]) -> Vec<Result<Staged<'a>, StoreError>> {
         const WRITERS: usize = 8;
         let chunk = files.len().div_ceil(WRITERS).max(1);
         let staged: Vec<Vec<Result<Staged<'a>, StoreError>>> = std::thread::scope(|scope| {
@@ -163,12 +204,7 @@ impl OutputDir {
                     scope.spawn(move || {
                         let mut staged = Vec::with_capacity(files.len());
                         for (name, content) in files {
-                            let result = self.stage(name, content);
-                            let failed = result.is_err();
-                            staged.push(result);
-                            if failed {
-                                break;
-                            }
+                            staged.push(self.stage(name, content));
                         }
                         staged
                     })
@@ -191,7 +227,7 @@ impl OutputDir {
 
     /// Removes `name` (a file or a symlink, never what a symlink points to).
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
-        match fs::remove_file(self.path.join(name)) {
+        match fs::remove_file(self.path_of(name)?) {
             Err(error) if error.kind() != ErrorKind::NotFound => {
                 Err(self.error("remove", name, error))
             }
@@ -199,7 +235,10 @@ impl OutputDir {
         }
     }
 
-    /// Removes temporary files that a killed run left behind; returns how many.
+    /// Removes temporary files that a killed run left behind; returns how many. An entry
+    /// with the temporary prefix that is a directory is not one of ours: it is left
+    /// alone with a warning, and so is a file that cannot be removed, so neither stops
+    /// the run.
     pub fn remove_stale_temp_files(&self) -> Result<usize, StoreError> {
         let entries = match fs::read_dir(&self.path) {
             Err(error) if error.kind() == ErrorKind::NotFound => return Ok(0),
@@ -210,9 +249,20 @@ impl OutputDir {
             let entry = entry.map_err(|error| self.error("list", "", error))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(TEMP_PREFIX) {
-                fs::remove_file(entry.path()).map_err(|error| self.error("remove", name, error))?;
-                removed += 1;
+            if !name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+            match is_dir {
+                true => log::warn!(
+                    "{}: a directory with the name of a temporary file; it is not the \
+                     job's and is left alone",
+                    entry.path().display()
+                ),
+                false => match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(error) => log::warn!("{}", self.error("remove", name, error)),
+                },
             }
         }
         if removed > 0 {
@@ -239,6 +289,11 @@ pub struct Staged<'a> {
 }
 
 impl Staged<'_> {
+    /// The name the file is staged for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Renames the temporary file over the target; call [`OutputDir::sync`] after the
     /// last one to make the renames durable.
     pub fn publish(mut self) -> Result<(), StoreError> {
@@ -335,12 +390,16 @@ mod tests {
     }
 
     #[test]
-    fn staging_many_files_keeps_their_order_and_the_first_error() {
+    fn staging_many_files_keeps_their_order_and_each_files_error() {
         let root = tempfile::tempdir().unwrap();
         let store = OutputDir::create(root.path()).unwrap();
         let names: Vec<String> = (0..50).map(|n| format!("{n:02}-students.txt")).collect();
         let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), n.as_bytes())).collect();
-        let staged = store.stage_all(&files).unwrap();
+        let staged: Vec<Staged<'_>> = store
+            .stage_all(&files)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(staged.len(), 50);
         for file in staged {
             file.publish().unwrap();
@@ -348,7 +407,7 @@ mod tests {
         for name in &names {
             assert_eq!(fs::read(root.path().join(name)).unwrap(), name.as_bytes());
         }
-        // A temporary name that cannot be created: the first such file is the error.
+        // Names that cannot be staged fail alone, in their place; the others are staged.
         for name in ["17-students.txt", "33-students.txt"] {
             fs::create_dir_all(root.path().join(format!("{TEMP_PREFIX}x")).join(name)).unwrap();
         }
@@ -360,11 +419,16 @@ mod tests {
             })
             .collect();
         let files: Vec<(&str, &[u8])> = bad.iter().map(|n| (n.as_str(), &b"new\n"[..])).collect();
-        let error = store.stage_all(&files).err().unwrap();
-        assert!(
-            error.path.to_string_lossy().contains("17-students.txt"),
-            "{error}"
-        );
+        let results = store.stage_all(&files);
+        let failed: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, result)| result.is_err().then_some(i))
+            .collect();
+        assert_eq!(failed, [17, 33]);
+        let staged = results.iter().filter(|result| result.is_ok()).count();
+        assert_eq!(staged, 48);
+        drop(results);
         let temporary = fs::read_dir(root.path())
             .unwrap()
             .filter(|e| {
@@ -382,10 +446,7 @@ mod tests {
                     .starts_with(TEMP_PREFIX)
             })
             .count();
-        assert_eq!(
-            temporary, 0,
-            "the files staged before the error are removed"
-        );
+        assert_eq!(temporary, 0, "files staged but not published are removed");
     }
 
     #[test]
@@ -423,6 +484,37 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_plain_file_names_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(&root.path().join("out")).unwrap();
+        fs::write(root.path().join("x-students.txt"), b"outside\n").unwrap();
+        for name in ["../x-students.txt", "/x-students.txt", "..", ".", ""] {
+            assert!(store.read(name).is_err(), "{name}");
+            assert!(store.stage(name, b"y\n").is_err(), "{name}");
+            assert!(store.remove(name).is_err(), "{name}");
+        }
+        assert_eq!(
+            fs::read(root.path().join("x-students.txt")).unwrap(),
+            b"outside\n"
+        );
+    }
+
+    #[test]
+    fn a_directory_in_a_files_place_is_not_replaceable() {
+        let root = tempfile::tempdir().unwrap();
+        let store = OutputDir::create(root.path()).unwrap();
+        fs::create_dir(root.path().join("k-students.txt")).unwrap();
+        let error = store.replaceable("k-students.txt").unwrap_err();
+        assert!(error.to_string().contains("k-students.txt"), "{error}");
+        assert!(store.replaceable("k-instructors.txt").is_ok());
+        symlink("/nonexistent", root.path().join("k-instructors.txt")).unwrap();
+        assert!(
+            store.replaceable("k-instructors.txt").is_ok(),
+            "a symlink is replaced"
+        );
+    }
+
+    #[test]
     fn stale_temporary_files_are_removed_and_nothing_else() {
         let root = tempfile::tempdir().unwrap();
         let store = OutputDir::create(root.path()).unwrap();
@@ -432,8 +524,13 @@ mod tests {
         )
         .unwrap();
         fs::write(root.path().join("notes.txt"), b"keep").unwrap();
+        fs::create_dir(root.path().join(".roster-sync-tmp-stray")).unwrap();
         assert_eq!(store.remove_stale_temp_files().unwrap(), 1);
         assert!(root.path().join("notes.txt").exists());
+        assert!(
+            root.path().join(".roster-sync-tmp-stray").is_dir(),
+            "not ours"
+        );
         assert_eq!(store.remove_stale_temp_files().unwrap(), 0);
     }
 }

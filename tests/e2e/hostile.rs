@@ -696,3 +696,361 @@ fn a_mistyped_course_key_and_an_unconfigured_approval_are_warnings() {
     assert!(warning("2020-Spring-14552"), "{}", run.stderr);
     assert!(warning("2019-fall-23907"), "{}", run.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile audit trees, lost audit history, unpublishable paths, odd years (SPEC §5, §6)
+
+/// `git` in `dir` fed `input` on stdin; its stdout.
+fn git_bytes(dir: &Path, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "git {args:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Commits on `main` the tree of `main` plus `extra` entries `(mode, name, oid)`, written
+/// as a raw tree object, so names git itself would refuse (`../x`, `/abs/x`) get in.
+fn commit_extra_entries(repo: &Path, extra: &[(&str, &str, &str)]) {
+    let listing = git(repo, &["ls-tree", "main"]);
+    let mut entries: Vec<(String, String, String)> = listing
+        .lines()
+        .map(|line| {
+            let (meta, name) = line.split_once('\t').unwrap();
+            let mut meta = meta.split(' ');
+            let mode = meta.next().unwrap().trim_start_matches('0').to_string();
+            let oid = meta.nth(1).unwrap().to_string();
+            (mode, name.to_string(), oid)
+        })
+        .collect();
+    for (mode, name, oid) in extra {
+        entries.push((mode.to_string(), name.to_string(), oid.to_string()));
+    }
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut raw = Vec::new();
+    for (mode, name, oid) in &entries {
+        raw.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+        for i in (0..40).step_by(2) {
+            raw.push(u8::from_str_radix(&oid[i..i + 2], 16).unwrap());
+        }
+    }
+    let tree = git_bytes(
+        repo,
+        &["hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
+        &raw,
+    );
+    let commit = git(
+        repo,
+        &[
+            "commit-tree",
+            tree.trim(),
+            "-p",
+            "main",
+            "-m",
+            "foreign entries",
+        ],
+    );
+    git(repo, &["update-ref", "refs/heads/main", commit.trim()]);
+}
+
+/// The `ls-tree` lines of `main` whose name is not a roster file of a fixture course.
+/// The entries of `main` that are not the fixture courses' roster files (SIS keys start
+/// with the year, the Canvas one with `canvas-`).
+fn foreign_lines(repo: &Path) -> Vec<String> {
+    git(repo, &["ls-tree", "main"])
+        .lines()
+        .filter(|line| !line.contains("\t20") && !line.contains("\tcanvas-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn audit_entries_that_are_not_roster_files_are_never_joined_onto_the_output_directory() {
+    let sandbox = Sandbox::new();
+    assert_exit(&sandbox.run(&mut sandbox.sync_fixtures()), 0);
+    let repo = sandbox.audit_repo();
+    let out = sandbox.output_dir();
+    // The hub directory's own README, and two files outside the output directory that
+    // hostile tree entries name.
+    fs::write(out.join("README.md"), b"the hub's own notes\n").unwrap();
+    let outside = sandbox.path("outside-students.txt");
+    fs::write(&outside, b"not the job's\n").unwrap();
+    let absolute = sandbox.path("victim-students.txt");
+    fs::write(&absolute, b"not the job's either\n").unwrap();
+    let blob = |text: &str| git_bytes(&repo, &["hash-object", "-w", "--stdin"], text.as_bytes());
+    let readme = blob("an auditor's notes\n");
+    let hostile = blob("x@example.edu\n");
+    let absolute_name = absolute.display().to_string();
+    commit_extra_entries(
+        &repo,
+        &[
+            ("100644", "README.md", readme.trim()),
+            ("100644", "../outside-students.txt", hostile.trim()),
+            ("100644", &absolute_name, hostile.trim()),
+        ],
+    );
+    let before = foreign_lines(&repo);
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    // One course dropped with --prune: a commit is made, the foreign entries stay in it.
+    let values = fs::read_to_string(sandbox.values()).unwrap();
+    let start = values.find("    2022-summer-04321:").unwrap();
+    let end = values.find("    astr-128-admins:").unwrap();
+    sandbox.write_values(&format!("{}{}", &values[..start], &values[end..]));
+    let mut command = sandbox.sync(&fixture_api_base());
+    command.arg("--prune");
+    let run = sandbox.run(&mut command);
+    assert_exit(&run, 0);
+    assert_eq!(
+        run.status("2022-summer-04321"),
+        "pruned",
+        "{}",
+        run.describe()
+    );
+    assert!(run.report["commit"].is_string());
+    assert_eq!(fs::read(&outside).unwrap(), b"not the job's\n");
+    assert_eq!(fs::read(&absolute).unwrap(), b"not the job's either\n");
+    assert_eq!(
+        fs::read(out.join("README.md")).unwrap(),
+        b"the hub's own notes\n"
+    );
+    assert_eq!(run.report["drift"], 0, "{}", run.describe());
+    assert_eq!(
+        foreign_lines(&repo),
+        before,
+        "kept in the tree as they were"
+    );
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("not roster files"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(warnings[0].contains('3'), "{}", warnings[0]);
+}
+
+#[test]
+fn a_folder_in_the_audit_tree_is_kept_and_does_not_stop_the_run() {
+    let sandbox = Sandbox::new();
+    assert_exit(&sandbox.run(&mut sandbox.sync_fixtures()), 0);
+    let repo = sandbox.audit_repo();
+    let notes = git_bytes(&repo, &["hash-object", "-w", "--stdin"], b"notes\n");
+    let folder = git_bytes(
+        &repo,
+        &["mktree"],
+        format!("100644 blob {}\tnotes.txt\n", notes.trim()).as_bytes(),
+    );
+    commit_extra_entries(&repo, &[("40000", "notes", folder.trim())]);
+    let before = foreign_lines(&repo);
+    fs::remove_file(sandbox.output_dir().join("2019-fall-23970-students.txt")).unwrap();
+    let run = sandbox.run(&mut sandbox.sync_fixtures());
+    assert_exit(&run, 0);
+    assert_eq!(run.report["drift"], 1, "{}", run.describe());
+    assert!(!sandbox.output_dir().join("notes").exists());
+    assert_eq!(foreign_lines(&repo), before);
+    assert_eq!(
+        sandbox.roster_files(),
+        support::expected_fixture_files()
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".txt"))
+            .collect()
+    );
+}
+
+/// Sorted synthetic addresses `{tag}{i:03}@example.edu`.
+fn extra_addresses(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}{i:03}@example.edu")).collect()
+}
+
+#[test]
+fn a_lost_audit_repository_does_not_disable_the_shrink_guard() {
+    let sandbox = Sandbox::new();
+    assert_exit(&sandbox.run(&mut sandbox.sync_fixtures()), 0);
+    let out = sandbox.output_dir();
+    // The hub held 204 students of 2021-fall-32244 when its audit repository was lost.
+    let big = "2021-fall-32244-students.txt";
+    let mut members: Vec<String> = fs::read_to_string(out.join(big))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .chain(extra_addresses("former", 104))
+        .collect();
+    members.sort();
+    let big_text: String = members.iter().map(|m| format!("{m}\n")).collect();
+    fs::write(out.join(big), &big_text).unwrap();
+    fs::remove_dir_all(sandbox.audit_repo()).unwrap();
+    // A source that now answers no students for 2019-fall-23970 (135 before).
+    let sis = sandbox.path("sis");
+    copy_dir(&support::fixtures().join("sis"), &sis);
+    fs::remove_dir_all(sis.join("enrollments/2198")).unwrap();
+    let api = format!("file://{}", sis.display());
+    let before = sandbox.roster_files();
+
+    let plan = sandbox.run(&mut sandbox.job(&["plan"], &api));
+    assert_exit(&plan, 3);
+    let run = sandbox.run(&mut sandbox.sync(&api));
+    assert_exit(&run, 3);
+    assert_eq!(
+        run.status("2019-fall-23970"),
+        "guarded",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.status("2021-fall-32244"), "guarded");
+    assert_eq!(run.status("2020-spring-14552"), "unchanged");
+    let students = &run.course("2019-fall-23970")["students"];
+    assert_eq!(
+        (&students["count"], &students["removed"]),
+        (&135.into(), &135.into())
+    );
+    let students = &run.course("2021-fall-32244")["students"];
+    assert_eq!(
+        (&students["count"], &students["removed"]),
+        (&204.into(), &104.into())
+    );
+    assert_eq!(sandbox.roster_files(), before, "the hub's rosters are kept");
+    assert_eq!(
+        sandbox.audit_files(),
+        before,
+        "the new audit repository records what the hub holds"
+    );
+
+    let mut approved = sandbox.sync(&api);
+    approved.args(["--approve", "2019-fall-23970"]);
+    let run = sandbox.run(&mut approved);
+    assert_exit(&run, 3);
+    assert_eq!(run.status("2019-fall-23970"), "updated");
+    assert_eq!(
+        fs::read(out.join("2019-fall-23970-students.txt")).unwrap(),
+        b""
+    );
+}
+
+#[test]
+fn one_unpublishable_path_fails_that_course_alone() {
+    let sandbox = Sandbox::new();
+    assert_exit(&sandbox.run(&mut sandbox.sync_fixtures()), 0);
+    let out = sandbox.output_dir();
+    let blocked = out.join("2020-spring-14552-students.txt");
+    fs::remove_file(&blocked).unwrap();
+    fs::create_dir(&blocked).unwrap();
+    fs::write(blocked.join("keep"), b"x").unwrap();
+    let drifted = out.join("2021-fall-32244-instructors.txt");
+    let expected = fs::read(&drifted).unwrap();
+    fs::write(&drifted, b"edited@example.edu\n").unwrap();
+    let kept = fs::read(out.join("2020-spring-14552-instructors.txt")).unwrap();
+    // A change that makes a commit: one course dropped with --prune.
+    let values = fs::read_to_string(sandbox.values()).unwrap();
+    let start = values.find("    2022-summer-04321:").unwrap();
+    let end = values.find("    astr-128-admins:").unwrap();
+    sandbox.write_values(&format!("{}{}", &values[..start], &values[end..]));
+
+    for round in 0..2 {
+        let mut command = sandbox.sync(&fixture_api_base());
+        command.arg("--prune");
+        let run = sandbox.run(&mut command);
+        assert_exit(&run, 5);
+        assert_eq!(
+            run.status("2020-spring-14552"),
+            "failed",
+            "{}",
+            run.describe()
+        );
+        let reason = run.course("2020-spring-14552")["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            reason.contains("2020-spring-14552-students.txt"),
+            "{reason}"
+        );
+        assert_eq!(run.status("2019-fall-23970"), "unchanged");
+        assert_eq!(
+            fs::read(&drifted).unwrap(),
+            expected,
+            "drift elsewhere repaired"
+        );
+        assert!(blocked.join("keep").exists());
+        assert_eq!(
+            fs::read(out.join("2020-spring-14552-instructors.txt")).unwrap(),
+            kept
+        );
+        let main = git(&sandbox.audit_repo(), &["rev-parse", "main"]);
+        match round {
+            0 => assert_eq!(
+                run.report["commit"],
+                main.trim(),
+                "the commit made is named"
+            ),
+            _ => assert_eq!(run.report["commit"], Value::Null, "nothing new to commit"),
+        }
+    }
+    assert_eq!(sandbox.commit_count(), 2, "one prune commit");
+    assert!(!out.join("2022-summer-04321-students.txt").exists());
+    let audit = sandbox.audit_files();
+    assert!(audit.contains_key("2020-spring-14552-students.txt"));
+    assert!(!audit.contains_key("2022-summer-04321-students.txt"));
+}
+
+#[test]
+fn a_stray_temporary_directory_does_not_stop_the_run() {
+    let sandbox = Sandbox::new();
+    assert_exit(&sandbox.run(&mut sandbox.sync_fixtures()), 0);
+    let stray = sandbox.output_dir().join(".roster-sync-tmp-stray");
+    fs::create_dir(&stray).unwrap();
+    fs::write(
+        sandbox
+            .output_dir()
+            .join(".roster-sync-tmp-1-0-2019-fall-23970-students.txt"),
+        b"partial",
+    )
+    .unwrap();
+    fs::remove_file(sandbox.output_dir().join("2019-fall-23970-students.txt")).unwrap();
+    let run = sandbox.run(&mut sandbox.sync_fixtures());
+    assert_exit(&run, 0);
+    assert_eq!(run.report["drift"], 1, "{}", run.describe());
+    assert!(stray.is_dir(), "not the job's to remove");
+    assert!(
+        !sandbox
+            .output_dir()
+            .join(".roster-sync-tmp-1-0-2019-fall-23970-students.txt")
+            .exists()
+    );
+}
+
+#[test]
+fn a_course_key_with_a_year_without_a_term_id_fails_that_course_alone() {
+    let sandbox = Sandbox::new();
+    sandbox.write_values(
+        "custom:\n  profiles:\n    2019-fall-23970: {}\n    0000-fall-1: {}\n    2100-fall-1: {}\n",
+    );
+    fs::create_dir_all(sandbox.output_dir()).unwrap();
+    let kept = sandbox.output_dir().join("2100-fall-1-students.txt");
+    fs::write(&kept, b"a@example.edu\n").unwrap();
+    let mut command = sandbox.sync(&fixture_api_base());
+    command.arg("--prune");
+    let run = sandbox.run(&mut command);
+    assert_exit(&run, 1);
+    assert_eq!(run.report["outcome"], "partial");
+    assert_eq!(
+        run.status("2019-fall-23970"),
+        "created",
+        "{}",
+        run.describe()
+    );
+    for key in ["0000-fall-1", "2100-fall-1"] {
+        assert_eq!(run.status(key), "failed");
+        let reason = run.course(key)["error"].as_str().unwrap().to_string();
+        assert!(reason.contains(key), "{reason}");
+    }
+    assert_eq!(fs::read(&kept).unwrap(), b"a@example.edu\n");
+    assert_eq!(run.course("2100-fall-1")["students"]["count"], 1);
+}

@@ -390,6 +390,17 @@ fn a_group_overrides_spawn_follows_the_synced_groups_without_a_login() {
         "the home volume is kept: {course}"
     );
     assert_eq!(course["volumes"], serde_json::json!(["home"]));
+    // A Canvas course's profile applies the same way.
+    let canvas = hub.spawn("student0601");
+    assert!(
+        course_groups(&canvas).contains(&"course::canvas-1234567::students".to_string()),
+        "{canvas}"
+    );
+    assert_eq!(
+        canvas["mem_limit"],
+        gib(2.0),
+        "the Canvas course's limit: {canvas}"
+    );
 
     // The course leaves the values file and is pruned: the next spawn is back to defaults.
     let values = fs::read_to_string(support::fixtures().join("values.yaml")).unwrap();

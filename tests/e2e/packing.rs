@@ -139,5 +139,8 @@ fn a_packing_killed_at_any_instant_leaves_the_repository_whole() {
     );
     assert_exit(&verify, 0);
     let (loose, packs) = objects(&sandbox);
-    assert!(loose <= 1 && packs == 1, "packed, in one pack: {loose} loose, {packs} packs");
+    assert!(
+        loose <= 1 && packs == 1,
+        "packed, in one pack: {loose} loose, {packs} packs"
+    );
 }

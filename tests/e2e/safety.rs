@@ -662,12 +662,10 @@ fn a_course_seen_for_the_first_time_is_never_guarded() {
     let env = Env::new(&base);
     assert_exit(&env.sync(&[]), 0);
 
-    // A file an older tool left for a course the audit repository has never seen.
-    fs::write(
-        env.file(&students_file(OLD_SIDECAR)),
-        render(&addresses("old", 0..30)),
-    )
-    .unwrap();
+    // A file an older tool left for a course the audit repository has never seen: not a
+    // first time (SPEC §6), that file is the guards' baseline.
+    let old = render(&addresses("old", 0..30));
+    fs::write(env.file(&students_file(OLD_SIDECAR)), &old).unwrap();
     let next = vec![
         base[0].clone(),
         (NEW_EMPTY, Lists::default()),
@@ -676,15 +674,17 @@ fn a_course_seen_for_the_first_time_is_never_guarded() {
     env.serve(&next);
     env.configure(&[A, NEW_EMPTY, OLD_SIDECAR]);
     let output = env.sync(&[]);
-    assert_exit(&output, 0);
+    assert_exit(&output, 3);
     assert_eq!(env.course(NEW_EMPTY)["status"], "created");
-    assert_eq!(env.course(OLD_SIDECAR)["status"], "created");
-    assert_eq!(counts(&env.course(OLD_SIDECAR), "students"), (1, 1, 0));
+    assert_eq!(env.course(OLD_SIDECAR)["status"], "guarded");
+    assert_eq!(counts(&env.course(OLD_SIDECAR), "students"), (30, 1, 30));
     let files = env.files();
     assert_eq!(files[&students_file(NEW_EMPTY)], Bytes(vec![]));
     assert_eq!(files[&instructors_file(NEW_EMPTY)], Bytes(vec![]));
-    assert_eq!(files, expected(&next));
-    assert_eq!(env.audit(), expected(&next));
+    let mut kept = expected(&next[..2]);
+    kept.insert(students_file(OLD_SIDECAR), Bytes(old));
+    assert_eq!(files, kept);
+    assert_eq!(env.audit(), kept, "the old file is recorded as it is");
     assert_eq!(env.sb.commit_count(), 2);
 }
 
