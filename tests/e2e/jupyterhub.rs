@@ -290,37 +290,6 @@ impl Hub {
         );
     }
 
-    /// Every group with its members (the admin token reads them all).
-    pub fn all_groups(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let mut groups = BTreeMap::new();
-        let mut offset = 0;
-        loop {
-            let page = self.admin_ok(
-                "GET",
-                &format!("/groups?offset={offset}&limit=200"),
-                None,
-                &[200],
-            );
-            let items = page
-                .as_array()
-                .expect("plain list without the pagination header");
-            for group in items {
-                let members = group["users"].as_array().unwrap();
-                groups.insert(
-                    group["name"].as_str().unwrap().to_string(),
-                    members
-                        .iter()
-                        .map(|u| u.as_str().unwrap().to_string())
-                        .collect(),
-                );
-            }
-            if items.len() < PAGE_LIMIT {
-                return groups;
-            }
-            offset += items.len();
-        }
-    }
-
     /// The roster-sync configuration for `api` (the hub or a forwarder) and `token`, with
     /// quick retries.
     pub fn config(&self, api: &str, token: &str) -> HubConfig {
