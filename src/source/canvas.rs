@@ -287,9 +287,7 @@ impl Transport for CanvasReplayTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
-    use std::sync::mpsc;
+    use crate::source::http::test_server::serve_once;
 
     const TOKEN: &str = "unit-canvas-token-7f3e";
 
@@ -303,29 +301,6 @@ mod tests {
             page: 1,
             next: None,
         }
-    }
-
-    fn serve_once(response: Vec<u8>) -> (String, mpsc::Receiver<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = Vec::new();
-            let mut buffer = [0; 4096];
-            while !request.ends_with(b"\r\n\r\n") {
-                let n = stream.read(&mut buffer).unwrap();
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buffer[..n]);
-            }
-            sender
-                .send(String::from_utf8_lossy(&request).into_owned())
-                .unwrap();
-            let _ = stream.write_all(&response);
-        });
-        (base, receiver)
     }
 
     #[test]

@@ -241,28 +241,16 @@ pub fn classify(error: &ureq::Error, key: &str) -> TransportError {
     TransportError { message, retryable }
 }
 
+/// A one-shot HTTP server for the transports' unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_server {
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;
 
-    const KEY: &str = "unit-test-hr-key-5f1c";
-
-    fn credentials() -> Credentials {
-        Credentials::from_lookup(|name| match name {
-            "UCB_HR_ID" => Some("unit-hr-id".to_string()),
-            "UCB_HR_KEY" => Some(KEY.to_string()),
-            name if name.ends_with("_FILE") => None,
-            _ => Some("other-api-value".to_string()),
-        })
-        .unwrap()
-    }
-
     /// Serves `response` (raw HTTP) once on a loopback port and hands back the raw
     /// request text it received.
-    fn serve_once(response: Vec<u8>) -> (String, mpsc::Receiver<String>) {
+    pub(crate) fn serve_once(response: Vec<u8>) -> (String, mpsc::Receiver<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (sender, receiver) = mpsc::channel();
@@ -283,6 +271,25 @@ mod tests {
             let _ = stream.write_all(&response);
         });
         (base, receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::serve_once;
+    use super::*;
+    use std::net::TcpListener;
+
+    const KEY: &str = "unit-test-hr-key-5f1c";
+
+    fn credentials() -> Credentials {
+        Credentials::from_lookup(|name| match name {
+            "UCB_HR_ID" => Some("unit-hr-id".to_string()),
+            "UCB_HR_KEY" => Some(KEY.to_string()),
+            name if name.ends_with("_FILE") => None,
+            _ => Some("other-api-value".to_string()),
+        })
+        .unwrap()
     }
 
     fn transport(base: &str, timeout: Duration) -> HttpTransport {

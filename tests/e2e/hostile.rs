@@ -11,11 +11,10 @@
 //!   for a mistyped course key or approval;
 //! - durability: modes independent of the umask, fsync of objects and refs.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,27 +45,6 @@ fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// Every path below `root` with the bytes of each regular file.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut entries = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            let file_type = entry.file_type().unwrap();
-            if file_type.is_dir() {
-                pending.push(path);
-                entries.insert(relative, None);
-            } else {
-                entries.insert(relative, fs::read(&path).ok());
-            }
-        }
-    }
-    entries
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -170,7 +148,7 @@ fn a_work_tree_or_foreign_repository_is_refused_and_left_untouched() {
             "a bare repository with history on master only",
         ),
     ] {
-        let before = snapshot(repo);
+        let before = support::snapshot(repo);
         let run = sync_into(&sandbox, repo);
         assert_exit(&run, 5);
         assert_eq!(run.report["outcome"], "failed", "{what}");
@@ -179,7 +157,7 @@ fn a_work_tree_or_foreign_repository_is_refused_and_left_untouched() {
             error.contains("nothing in it was changed"),
             "{what}: {error}"
         );
-        assert_eq!(snapshot(repo), before, "{what}: untouched");
+        assert_eq!(support::snapshot(repo), before, "{what}: untouched");
     }
     assert!(work.join("Cargo.lock").exists() && work.join("web/yarn.lock").exists());
 }
@@ -298,7 +276,7 @@ fn the_audit_repository_modes_do_not_depend_on_the_umask() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&mut under_shell(&sandbox.sync_fixtures(), "umask 000"));
     assert_exit(&run, 0);
-    for (path, _) in snapshot(&sandbox.audit_repo()) {
+    for (path, _) in support::snapshot(&sandbox.audit_repo()) {
         let full = sandbox.audit_repo().join(&path);
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&full).unwrap().permissions());

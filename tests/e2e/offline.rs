@@ -103,30 +103,6 @@ fn entry_names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every path under `root` (relative), with the content of regular files (directories
-/// and other entries map to `None`).
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut entries = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            let file_type = entry.file_type().unwrap();
-            if file_type.is_dir() {
-                pending.push(path);
-                entries.insert(relative, None);
-            } else if file_type.is_file() {
-                entries.insert(relative, Some(fs::read(&path).unwrap()));
-            } else {
-                entries.insert(relative, None);
-            }
-        }
-    }
-    entries
-}
-
 /// Inode number and bytes of every roster file, to prove files were not rewritten.
 fn inodes_and_bytes(dir: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
     entry_names(dir)
@@ -625,7 +601,7 @@ fn plan_and_dry_run_predict_an_update_and_change_nothing() {
     let first_head = head(&sandbox);
     let (api_base, new_students) = changed_fixtures(&sandbox);
     let files = inodes_and_bytes(&sandbox.output_dir());
-    let audit = snapshot(&sandbox.audit_repo());
+    let audit = support::snapshot(&sandbox.audit_repo());
     let expected = support::expected_fixture_files();
     for args in [&["plan"][..], &["sync", "--dry-run"]] {
         let output = sandbox.run(&mut sandbox.job(args, &api_base));
@@ -636,7 +612,7 @@ fn plan_and_dry_run_predict_an_update_and_change_nothing() {
             "{args:?}: files"
         );
         assert_eq!(
-            snapshot(&sandbox.audit_repo()),
+            support::snapshot(&sandbox.audit_repo()),
             audit,
             "{args:?}: audit repo"
         );
@@ -967,7 +943,7 @@ fn path_like_profile_keys_are_skipped_and_nothing_escapes() {
 
     let roster_names = BTreeSet::from([students(KEY), instructors(KEY)]);
     assert_eq!(entry_names(&output_dir), roster_names);
-    let outside_audit: BTreeSet<PathBuf> = snapshot(sandbox.dir.path())
+    let outside_audit: BTreeSet<PathBuf> = support::snapshot(sandbox.dir.path())
         .into_keys()
         .filter(|path| !path.starts_with("audit"))
         .collect();

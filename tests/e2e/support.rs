@@ -53,6 +53,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Every path under `root` (relative), with the content of regular files (directories
+/// and other entries map to `None`).
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut entries = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().to_path_buf();
+            let file_type = entry.file_type().unwrap();
+            if file_type.is_dir() {
+                pending.push(path);
+                entries.insert(relative, None);
+            } else if file_type.is_file() {
+                entries.insert(relative, Some(std::fs::read(&path).unwrap()));
+            } else {
+                entries.insert(relative, None);
+            }
+        }
+    }
+    entries
+}
+
 /// Regular files directly in `dir`, by name.
 pub fn read_dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
