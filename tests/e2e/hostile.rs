@@ -72,23 +72,6 @@ fn sync_into(sandbox: &Sandbox, repo: &Path) -> support::Run {
     ))
 }
 
-/// The command run by `sh` after `setup` (a umask, a ulimit).
-fn under_shell(command: &Command, setup: &str) -> Command {
-    let mut shell = Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(format!("{setup} && exec \"$0\" \"$@\""))
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => shell.env(name, value),
-            None => shell.env_remove(name),
-        };
-    }
-    shell
-}
-
 /// A run that stopped on its configuration: exit 2, a failed report with an error,
 /// nothing fetched, written or committed. Returns the error.
 #[track_caller]
@@ -274,7 +257,10 @@ impl WithoutConfig for Sandbox {
 #[test]
 fn the_audit_repository_modes_do_not_depend_on_the_umask() {
     let sandbox = Sandbox::new();
-    let run = sandbox.run(&mut under_shell(&sandbox.sync_fixtures(), "umask 000"));
+    let run = sandbox.run(&mut support::under_shell(
+        &sandbox.sync_fixtures(),
+        "umask 000",
+    ));
     assert_exit(&run, 0);
     for (path, _) in support::snapshot(&sandbox.audit_repo()) {
         let full = sandbox.audit_repo().join(&path);
@@ -369,7 +355,7 @@ fn a_huge_credential_file_is_refused_without_reading_it() {
     let mut http = sandbox.job(&["sync"], "http://127.0.0.1:9");
     support::credentials(&mut http).env("SIS_CLASSES_KEY_FILE", &big);
     // Reading the file whole would need more memory than this.
-    let mut command = under_shell(&http, "ulimit -v 800000");
+    let mut command = support::under_shell(&http, "ulimit -v 800000");
     let run = sandbox.run(&mut command);
     let error = assert_rejected(&sandbox, &run, "1 GiB key file");
     assert!(

@@ -77,22 +77,7 @@ fn lines(content: &[u8]) -> usize {
 
 /// The same command run by `sh` under another umask.
 fn under_umask(command: &Command, umask: &str) -> Command {
-    let mut shell = Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => shell.env(name, value),
-            None => shell.env_remove(name),
-        };
-    }
-    if let Some(dir) = command.get_current_dir() {
-        shell.current_dir(dir);
-    }
-    shell
+    support::under_shell(command, &format!("umask {umask}"))
 }
 
 /// Every entry directly in `dir` (files, directories, dot files), by name.
