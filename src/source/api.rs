@@ -53,16 +53,17 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// SIS sends ids as numbers in some places and strings in others.
+/// SIS (and Canvas, with `Accept: application/json+canvas-string-ids`) sends ids as
+/// numbers in some places and strings in others.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(untagged)]
-enum Id {
+pub(crate) enum Id {
     Number(u64),
     Text(String),
 }
 
 impl Id {
-    fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         match self {
             Id::Number(n) => n.to_string(),
             Id::Text(s) => s.trim().to_string(),

@@ -12,7 +12,6 @@
 //! - the token never appears in a message, a log line or `Debug` output.
 
 use std::fmt;
-use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -254,17 +253,7 @@ impl Transport for CanvasReplayTransport {
         else {
             return Err(not_canvas(request));
         };
-        let path = self.dir.join(request.replay_path());
-        let (status, body) = match std::fs::read(&path) {
-            Ok(body) => (200, body),
-            Err(error) if error.kind() == ErrorKind::NotFound => (404, Vec::new()),
-            Err(error) => {
-                return Err(TransportError {
-                    message: format!("cannot read {}: {error}", path.display()),
-                    retryable: false,
-                });
-            }
-        };
+        let (status, body) = super::replay::read_recorded(&self.dir, request)?;
         let following = Request::CanvasEnrollments {
             course_id: course_id.clone(),
             page: page + 1,

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::api::ParseError;
+use super::api::{Id, ParseError};
 use crate::roster::{Enrollee, Standing};
 
 /// The token's variable; `CANVAS_API_TOKEN_FILE` (a path) wins over it.
@@ -176,23 +176,6 @@ struct RawUser {
     email: Option<String>,
     #[serde(default)]
     login_id: Option<String>,
-}
-
-/// Canvas ids are numbers, or strings with `Accept: application/json+canvas-string-ids`.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum Id {
-    Number(u64),
-    Text(String),
-}
-
-impl Id {
-    fn into_string(self) -> String {
-        match self {
-            Id::Number(n) => n.to_string(),
-            Id::Text(text) => text,
-        }
-    }
 }
 
 /// Parses one enrollments page. Only `active` enrollments count (the request asks for

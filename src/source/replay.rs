@@ -18,27 +18,35 @@ impl ReplayTransport {
     }
 }
 
+/// The recorded answer to `request` below `dir`: its file (200), or 404 when there is none.
+/// An identifier that is empty or a dot segment is refused, so no request reads outside
+/// `dir`. Every replay transport (SIS/HR, Canvas) reads through this.
+pub(crate) fn read_recorded(
+    dir: &std::path::Path,
+    request: &Request,
+) -> Result<(u16, Vec<u8>), TransportError> {
+    if let Some(id) = request.refused_identifier() {
+        return Err(TransportError {
+            message: format!(
+                "refusing to replay an identifier that is empty or a dot segment ({id:?})"
+            ),
+            retryable: false,
+        });
+    }
+    let path = dir.join(request.replay_path());
+    match std::fs::read(&path) {
+        Ok(body) => Ok((200, body)),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok((404, Vec::new())),
+        Err(error) => Err(TransportError {
+            message: format!("cannot read {}: {error}", path.display()),
+            retryable: false,
+        }),
+    }
+}
+
 impl Transport for ReplayTransport {
     fn send(&self, request: &Request) -> Result<Reply, TransportError> {
-        if let Some(id) = request.refused_identifier() {
-            return Err(TransportError {
-                message: format!(
-                    "refusing to replay an identifier that is empty or a dot segment ({id:?})"
-                ),
-                retryable: false,
-            });
-        }
-        let path = self.dir.join(request.replay_path());
-        let (status, body) = match std::fs::read(&path) {
-            Ok(body) => (200, body),
-            Err(error) if error.kind() == ErrorKind::NotFound => (404, Vec::new()),
-            Err(error) => {
-                return Err(TransportError {
-                    message: format!("cannot read {}: {error}", path.display()),
-                    retryable: false,
-                });
-            }
-        };
+        let (status, body) = read_recorded(&self.dir, request)?;
         log::debug!("replay {} -> {status}", request.replay_path().display());
         Ok(Reply {
             status,
