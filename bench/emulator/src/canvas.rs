@@ -13,14 +13,12 @@
 //! must send is a violation (tests assert there is none).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{SplitMix, listener, percent_decode};
+use super::{Listening, SplitMix, percent_decode};
 
 /// The token the emulator accepts by default.
 pub const TOKEN: &str = "test-canvas-token-Q9";
@@ -276,8 +274,7 @@ struct Shared {
 pub struct CanvasServer {
     base_url: String,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    _listening: Listening,
 }
 
 impl CanvasServer {
@@ -286,11 +283,6 @@ impl CanvasServer {
     }
 
     pub fn start_on(address: &str, campus: CanvasCampus, options: Options) -> CanvasServer {
-        let server = Arc::new(
-            tiny_http::Server::from_listener(listener(address), None)
-                .expect("start the Canvas emulator"),
-        );
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
         let shared = Arc::new(Shared {
             campus: RwLock::new(campus),
             faults: Mutex::default(),
@@ -301,24 +293,14 @@ impl CanvasServer {
             violations: Mutex::default(),
             options,
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..shared.options.workers.max(1))
-            .map(|_| {
-                let (server, shared, stop) = (server.clone(), shared.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
-                            serve(&shared, request, port);
-                        }
-                    }
-                })
-            })
-            .collect();
+        let serving = shared.clone();
+        let listening = Listening::start(address, shared.options.workers, move |request, port| {
+            serve(&serving, request, port)
+        });
         CanvasServer {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("http://127.0.0.1:{}", listening.port),
             shared,
-            stop,
-            workers,
+            _listening: listening,
         }
     }
 
@@ -369,15 +351,6 @@ impl CanvasServer {
 
     pub fn violations(&self) -> Vec<String> {
         self.shared.violations.lock().unwrap().clone()
-    }
-}
-
-impl Drop for CanvasServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
     }
 }
 

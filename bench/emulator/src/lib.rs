@@ -576,12 +576,63 @@ struct Shared {
     violations: Mutex<Vec<String>>,
 }
 
+/// Worker threads answering one loopback listener until dropped; the SIS and the Canvas
+/// emulators both serve through it.
+pub(crate) struct Listening {
+    pub(crate) port: u16,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Listens on `address` (`127.0.0.1:0` picks a free port) with `workers` threads, each
+    /// handing every request to `serve` with the port.
+    pub(crate) fn start(
+        address: &str,
+        workers: usize,
+        serve: impl Fn(tiny_http::Request, u16) + Send + Sync + 'static,
+    ) -> Listening {
+        let server = Arc::new(
+            tiny_http::Server::from_listener(listener(address), None).expect("start the emulator"),
+        );
+        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let serve = Arc::new(serve);
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let (server, serve, stop) = (server.clone(), serve.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    // Polling keeps shutdown simple: tiny_http's `unblock` wakes one thread.
+                    while !stop.load(Ordering::SeqCst) {
+                        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
+                            serve(request, port);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Listening {
+            port,
+            stop,
+            workers,
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
 /// The emulator: serves a campus on `127.0.0.1:<free port>` until dropped.
 pub struct SisServer {
     base_url: String,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    _listening: Listening,
 }
 
 impl SisServer {
@@ -591,10 +642,6 @@ impl SisServer {
 
     /// Serves on a given loopback address (`127.0.0.1:0` picks a free port).
     pub fn start_on(address: &str, campus: Campus, options: Options) -> SisServer {
-        let server =
-            tiny_http::Server::from_listener(listener(address), None).expect("start the emulator");
-        let server = Arc::new(server);
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
         let shared = Arc::new(Shared {
             campus: RwLock::new(campus),
             faults: Mutex::new(Vec::new()),
@@ -603,25 +650,14 @@ impl SisServer {
             violations: Mutex::new(Vec::new()),
             options,
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..shared.options.workers.max(1))
-            .map(|_| {
-                let (server, shared, stop) = (server.clone(), shared.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    // Polling keeps shutdown simple: tiny_http's `unblock` wakes one thread.
-                    while !stop.load(Ordering::SeqCst) {
-                        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
-                            serve(&shared, request);
-                        }
-                    }
-                })
-            })
-            .collect();
+        let serving = shared.clone();
+        let listening = Listening::start(address, shared.options.workers, move |request, _| {
+            serve(&serving, request)
+        });
         SisServer {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("http://127.0.0.1:{}", listening.port),
             shared,
-            stop,
-            workers,
+            _listening: listening,
         }
     }
 
@@ -707,15 +743,6 @@ fn listener(address: &str) -> std::net::TcpListener {
         );
     }
     listener
-}
-
-impl Drop for SisServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
 }
 
 struct Answer {
