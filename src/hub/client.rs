@@ -160,14 +160,14 @@ impl<'a> HubClient<'a> {
     pub fn read_state(&mut self) -> Result<HubState, HubError> {
         let mut users = BTreeSet::new();
         self.list("listing hub users", "users", |item| {
-            let user: UserModel = serde_json::from_value(item).map_err(|e| e.to_string())?;
+            let user: UserModel = serde_json::from_value(item).map_err(|_| "a user")?;
             users.insert(user.name);
             Ok(())
         })?;
         let mut groups = BTreeMap::new();
         let mut hidden = false;
         self.list("listing hub groups", "groups", |item| {
-            let group: GroupModel = serde_json::from_value(item).map_err(|e| e.to_string())?;
+            let group: GroupModel = serde_json::from_value(item).map_err(|_| "a group")?;
             match group.users {
                 Some(members) => {
                     // A member is a user, also when the user listing missed them (its
@@ -286,7 +286,9 @@ impl<'a> HubClient<'a> {
         &mut self,
         operation: &str,
         collection: &str,
-        mut each: impl FnMut(serde_json::Value) -> Result<(), String>,
+        // The error names what kind of item had the wrong shape; serde's own message would
+        // quote the value, which may be a username.
+        mut each: impl FnMut(serde_json::Value) -> Result<(), &'static str>,
     ) -> Result<(), HubError> {
         let broken = |reason: String| HubError::Broken {
             operation: operation.to_string(),
@@ -302,14 +304,21 @@ impl<'a> HubClient<'a> {
             if reply.status != 200 {
                 return Err(broken(format!("unexpected HTTP status {}", reply.status)));
             }
-            let page: Page = serde_json::from_slice(&reply.body)
-                .map_err(|error| broken(format!("malformed response: {error}")))?;
+            let page: Page = serde_json::from_slice(&reply.body).map_err(|error| {
+                broken(format!(
+                    "malformed response at line {} column {}",
+                    error.line(),
+                    error.column()
+                ))
+            })?;
             let (items, next) = match page {
                 Page::Plain(items) => (items, None),
                 Page::Paginated { items, pagination } => (items, pagination.next),
             };
             for item in items {
-                each(item).map_err(|error| broken(format!("malformed response: {error}")))?;
+                each(item).map_err(|what| {
+                    broken(format!("malformed response: {what} of an unexpected shape"))
+                })?;
             }
             match next {
                 None => return Ok(()),
