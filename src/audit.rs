@@ -98,9 +98,9 @@ fn isolated(path: &Path) -> Result<(), AuditError> {
 const REPO_UMASK: libc::mode_t = 0o027;
 
 /// Sets [`REPO_UMASK`] while alive and restores the previous umask when dropped. The
-/// umask is per process: the job creates and commits to the repository from its main
-/// thread while no other thread creates files (the fetch workers have finished or not
-/// started), so nothing else is created under it.
+/// umask is per process: the job writes to the repository from its main thread, or from
+/// other threads while an [`ObjectWriters`] (which holds one) lives, and no other files
+/// are created meanwhile but roster files, whose mode is set explicitly.
 struct RepoUmask(libc::mode_t);
 
 impl RepoUmask {
@@ -444,17 +444,16 @@ impl AuditRepo {
                 }
             }
         }
+        let odb = self.repo.odb().map_err(write())?;
         for (name, content) in files {
             entries.push(RawEntry {
                 name: name.as_bytes().to_vec(),
                 mode: 0o100644,
-                id: self.repo.blob(content).map_err(write())?,
+                id: write_blob(&odb, content).map_err(write())?,
             });
         }
-        let tree_id = self
-            .repo
-            .odb()
-            .and_then(|odb| odb.write(git2::ObjectType::Tree, &raw_tree(entries)))
+        let tree_id = odb
+            .write(git2::ObjectType::Tree, &raw_tree(entries))
             .map_err(write())?;
         let tree = self.repo.find_tree(tree_id).map_err(write())?;
         let signature = Signature::now(&author.name, &author.email).map_err(write())?;
@@ -484,21 +483,29 @@ impl AuditRepo {
     }
 
     /// Packs the repository when more than `threshold` objects are loose, so years of daily
-    /// runs stay a handful of files; returns how many loose objects were packed. Only call
-    /// while holding the run lock.
+    /// runs stay a handful of files: writes one pack of everything `main` reaches and
+    /// returns what it supersedes, for [`Superseded::remove`] once the run has committed.
+    /// Only call while holding the run lock.
     ///
     /// Crash safety: the new pack holds every object `main` reaches and is written in full
     /// (pack, then index, fsynced, under temporary names renamed at the end) before any
     /// loose object or older pack is removed, so a kill at any instant leaves every object
     /// in at least one place; what a killed packing leaves is swept like other leftovers.
-    pub fn pack_if_needed(&self, threshold: usize, _lock: &RunLock) -> Result<usize, AuditError> {
+    /// Removal waits for the end of the run because libgit2 handles that saw an older pack
+    /// do not forget it: looking an object up there after the pack was removed writes the
+    /// object again, loose.
+    pub fn pack_if_needed(
+        &self,
+        threshold: usize,
+        _lock: &RunLock,
+    ) -> Result<Option<Superseded>, AuditError> {
         let objects = self.path.join("objects");
         let loose = loose_objects(&objects)?;
         if threshold == 0 || loose.len() <= threshold {
-            return Ok(0);
+            return Ok(None);
         }
         let Some(main) = self.main_commit()? else {
-            return Ok(0);
+            return Ok(None);
         };
         let pack = || self.error("pack the repository");
         let _umask = RepoUmask::set();
@@ -520,8 +527,9 @@ impl AuditRepo {
                     "the pack builder gave the pack no name",
                 ))
             })?;
-        // Everything main reaches is in the new pack now: the older packs and the loose
+        // Everything main reached is in the new pack now: the older packs and the loose
         // copies of those objects can go. Loose objects nothing reaches are left alone.
+        let mut files = Vec::new();
         for entry in fs::read_dir(&pack_dir).map_err(io_error(&pack_dir, "list"))? {
             let entry = entry.map_err(io_error(&pack_dir, "list"))?;
             let file = entry.file_name();
@@ -532,18 +540,21 @@ impl AuditRepo {
                     .iter()
                     .any(|suffix| file.ends_with(suffix));
             if old_pack {
-                remove_if_present(&entry.path())?;
+                files.push(entry.path());
             }
         }
         let mut packed = 0;
         for (oid, file) in loose {
             if reachable.contains(&oid) {
-                remove_if_present(&file)?;
+                files.push(file);
                 packed += 1;
             }
         }
-        log::info!("packed {packed} loose objects of the audit repository into {name}");
-        Ok(packed)
+        Ok(Some(Superseded {
+            pack: name,
+            packed,
+            files,
+        }))
     }
 
     /// Every object `tip` reaches: commits, trees and blobs.
@@ -589,6 +600,85 @@ impl AuditRepo {
     ) -> impl FnOnce(git2::Error) -> AuditError + '_ {
         git_error(&self.path, action)
     }
+}
+
+/// Writes into the repository from other threads while the fetch goes on: blobs written
+/// ahead ([`crate::ahead`]) and a packing. Each thread opens its own handle, as a libgit2
+/// repository is not shared between threads; the umask stays the repository's while
+/// this lives, since it is the whole process's.
+pub struct ObjectWriters<'a> {
+    path: &'a Path,
+    lock: &'a RunLock,
+    _umask: RepoUmask,
+}
+
+/// What a new pack made redundant: older packs and the loose copies of what it holds.
+#[derive(Debug)]
+pub struct Superseded {
+    pack: String,
+    packed: usize,
+    files: Vec<PathBuf>,
+}
+
+impl Superseded {
+    /// Removes the superseded files; only once no handle opened before the packing will
+    /// look anything up any more, under the run lock that packed.
+    pub fn remove(self, _lock: &RunLock) -> Result<(), AuditError> {
+        for file in &self.files {
+            remove_if_present(file)?;
+        }
+        log::info!(
+            "packed {} loose objects of the audit repository into {}",
+            self.packed,
+            self.pack
+        );
+        Ok(())
+    }
+}
+
+/// One thread's handle of [`ObjectWriters`].
+pub struct ObjectWriter(Repository);
+
+impl AuditRepo {
+    /// Writers for other threads; only while holding the run lock.
+    pub fn object_writers<'a>(&'a self, lock: &'a RunLock) -> ObjectWriters<'a> {
+        ObjectWriters {
+            path: &self.path,
+            lock,
+            _umask: RepoUmask::set(),
+        }
+    }
+}
+
+impl ObjectWriters<'_> {
+    pub fn open(&self) -> Result<ObjectWriter, AuditError> {
+        Repository::open_bare(self.path)
+            .map(ObjectWriter)
+            .map_err(git_error(self.path, "open it"))
+    }
+
+    /// [`AuditRepo::pack_if_needed`] on a handle of its own.
+    pub fn pack_if_needed(&self, threshold: usize) -> Result<Option<Superseded>, AuditError> {
+        let repo = AuditRepo {
+            repo: self.open()?.0,
+            path: self.path.to_path_buf(),
+        };
+        repo.pack_if_needed(threshold, self.lock)
+    }
+}
+
+impl ObjectWriter {
+    /// Writes `content` as a blob (fsynced), unless the repository has it already.
+    pub fn blob(&self, content: &[u8]) -> Result<Oid, git2::Error> {
+        write_blob(&self.0.odb()?, content)
+    }
+}
+
+/// Writes `content` as a blob, unless the repository has it already. Not
+/// `Repository::blob`: that one compresses the content into a temporary file before it
+/// looks, which made a commit over blobs written ahead cost a millisecond a file.
+fn write_blob(odb: &git2::Odb<'_>, content: &[u8]) -> Result<Oid, git2::Error> {
+    odb.write(git2::ObjectType::Blob, content)
 }
 
 /// One entry of a tree object to write.

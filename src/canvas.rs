@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::course::Course;
-use crate::fetch::{Fetched, Interrupted, MAX_PAGES, log_result};
+use crate::fetch::{Fetched, Finished, Interrupted, MAX_PAGES, log_result};
 use crate::roster::{self, Enrollee, Roster, Rosters};
 use crate::shutdown::Shutdown;
 use crate::source::canvas::CanvasBase;
@@ -57,6 +57,7 @@ pub fn fetch_all<T: Transport + 'static>(
     courses: &[Course],
     options: &CanvasOptions,
     shutdown: &Shutdown,
+    finished: Finished<'_>,
 ) -> Result<Vec<Fetched>, Interrupted> {
     if courses.is_empty() {
         return Ok(Vec::new());
@@ -101,6 +102,7 @@ pub fn fetch_all<T: Transport + 'static>(
         match answered.recv_timeout(Duration::from_millis(50)) {
             Ok((index, result)) => {
                 log_result(&courses[index], &result);
+                finished(&courses[index], &result);
                 results[index] = Some(result);
                 unfinished -= 1;
             }
@@ -359,6 +361,7 @@ mod tests {
                 ..CanvasOptions::default()
             },
             &Shutdown::new(),
+            &|_, _| {},
         )
         .unwrap();
         (results, client)

@@ -44,6 +44,10 @@ pub struct FetchOptions {
 /// What fetching one course gave: both lists complete, or the first reason it failed.
 pub type Fetched = Result<Rosters, FetchError>;
 
+/// Hears of each course the moment its fetch ends (on the coordinating thread), so the
+/// job can write its rosters while later courses are still being fetched.
+pub type Finished<'a> = &'a (dyn Fn(&Course, &Fetched) + Sync);
+
 /// SIGTERM or SIGINT arrived while fetching.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Interrupted;
@@ -54,6 +58,7 @@ pub fn fetch_all<T: Transport + 'static>(
     courses: &[Course],
     options: &FetchOptions,
     shutdown: &Shutdown,
+    finished: Finished<'_>,
 ) -> Result<Vec<Fetched>, Interrupted> {
     if courses.is_empty() {
         return Ok(Vec::new());
@@ -86,7 +91,7 @@ pub fn fetch_all<T: Transport + 'static>(
         .collect();
     drop(answers);
 
-    let mut coordinator = Coordinator::new(courses, options, &queue);
+    let mut coordinator = Coordinator::new(courses, options, &queue, finished);
     while coordinator.unfinished > 0 {
         match answered.recv_timeout(Duration::from_millis(50)) {
             Ok((task, answer)) => coordinator.take(task, answer),
@@ -316,17 +321,24 @@ struct Coordinator<'a> {
     sections: BTreeMap<SectionKey, SectionState>,
     people: BTreeMap<String, PersonState>,
     unfinished: usize,
+    finished: Finished<'a>,
     /// Courses whose Classes answer has not arrived; while there are any, finished
     /// sections are kept for them.
     unanswered: usize,
 }
 
 impl<'a> Coordinator<'a> {
-    fn new(courses: &'a [Course], options: &'a FetchOptions, queue: &'a TaskQueue) -> Self {
+    fn new(
+        courses: &'a [Course],
+        options: &'a FetchOptions,
+        queue: &'a TaskQueue,
+        finished: Finished<'a>,
+    ) -> Self {
         Coordinator {
             courses,
             options,
             queue,
+            finished,
             state: courses.iter().map(|_| CourseState::default()).collect(),
             sections: BTreeMap::new(),
             people: BTreeMap::new(),
@@ -503,6 +515,7 @@ impl<'a> Coordinator<'a> {
 
     fn finish(&mut self, course: usize, result: Fetched) {
         log_result(&self.courses[course], &result);
+        (self.finished)(&self.courses[course], &result);
         let state = &mut self.state[course];
         state.result = Some(result);
         state.uids = BTreeSet::new();
@@ -648,7 +661,14 @@ mod tests {
             include_waitlisted: false,
             excluded_roles: BTreeSet::from(["APRX".to_string()]),
         };
-        let fetched = fetch_all(Arc::clone(&client), &courses, &options, &Shutdown::new()).unwrap();
+        let fetched = fetch_all(
+            Arc::clone(&client),
+            &courses,
+            &options,
+            &Shutdown::new(),
+            &|_, _| {},
+        )
+        .unwrap();
         let asked = std::mem::take(&mut *client.transport().asked.lock().unwrap());
         (fetched, asked)
     }

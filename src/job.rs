@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::audit::{self, AuditError, AuditRepo, RunLock};
+use crate::ahead::{StagedAhead, WriteAhead};
+use crate::audit::{self, AuditError, AuditRepo, RunLock, Superseded};
 use crate::canvas;
 use crate::config::{self, ConfigError, Settings, StorageSettings};
 use crate::course::{Course, Source};
@@ -298,7 +299,10 @@ fn execute(
         .map(|course| course.key.as_str())
         .chain(unsyncable.iter().map(|(key, _)| key.as_str()));
     let baseline = storage.baseline(keys, &head)?;
-    let (fetched, requests) = fetch_courses(settings, courses, sources, shutdown);
+    let ((fetched, requests), staged_ahead, superseded) =
+        storage.fetch_writing_ahead(&head, settings.storage.pack_loose_objects, |finished| {
+            fetch_courses(settings, courses, sources, shutdown, finished)
+        });
     ending.requests = requests;
     let fetched = fetched.map_err(|_| Abort::Interrupted)?;
     if shutdown.requested() {
@@ -347,13 +351,14 @@ fn execute(
         &mut plan,
         &head,
         &reconcile,
+        staged_ahead,
         &settings.storage,
         &clock.run_id,
     );
     ending.courses = plan.courses.clone();
     let applied = applied?;
     ending.commit = applied.commit;
-    storage.pack(settings.storage.pack_loose_objects);
+    storage.remove_superseded(superseded);
     if let Some(hub) = hub {
         ending.hub = Some(sync_groups(
             hub, &head, &plan.tree, &plan, settings, shutdown,
@@ -408,6 +413,7 @@ fn fetch_courses(
     courses: &[Course],
     sources: Sources,
     shutdown: &Shutdown,
+    finished: fetch::Finished<'_>,
 ) -> (Result<Vec<fetch::Fetched>, fetch::Interrupted>, Requests) {
     let (canvas_courses, sis_courses): (Vec<Course>, Vec<Course>) = courses
         .iter()
@@ -432,9 +438,16 @@ fn fetch_courses(
                 &canvas_courses,
                 &settings.canvas.options,
                 shutdown,
+                finished,
             )
         });
-        let sis = fetch::fetch_all(Arc::clone(&sis), &sis_courses, &settings.fetch, shutdown);
+        let sis = fetch::fetch_all(
+            Arc::clone(&sis),
+            &sis_courses,
+            &settings.fetch,
+            shutdown,
+            finished,
+        );
         let canvas = canvas.join().unwrap_or(Err(fetch::Interrupted));
         (sis, canvas)
     });
@@ -583,14 +596,51 @@ struct Storage {
 }
 
 impl Storage {
-    /// Packs the audit repository when it has more than `threshold` loose objects. The
-    /// rosters and the commit are in place by then, so a failure only costs disk space
-    /// until a later run packs: a warning, not the run's failure.
-    fn pack(&self, threshold: usize) {
+    /// Runs `fetch`, telling it what to call as each course finishes, and meanwhile (not
+    /// in a dry run) writes the finished courses' changed files ahead ([`ahead`]) and
+    /// packs the audit repository when it has more than `threshold` loose objects: both
+    /// wait for the disk while the fetch waits for the network. Packing sees the history
+    /// before this run, so this run's objects are packed by a later one; what the new
+    /// pack supersedes is returned, to be removed after the commit. A failed packing is a
+    /// warning, not the run's failure: it only costs disk space until a later run packs.
+    fn fetch_writing_ahead<'a, T>(
+        &'a self,
+        head: &'a Tree,
+        threshold: usize,
+        fetch: impl FnOnce(fetch::Finished<'_>) -> T,
+    ) -> (T, StagedAhead<'a>, Option<Superseded>) {
         let (Some(repo), Some(lock)) = (&self.repo, &self.lock) else {
+            return (fetch(&|_, _| {}), StagedAhead::new(), None);
+        };
+        let writers = repo.object_writers(lock);
+        let (fetched, staged, packed) = std::thread::scope(|scope| {
+            let packing = scope.spawn(|| writers.pack_if_needed(threshold));
+            let ahead = WriteAhead::start(scope, &self.store, &writers, head);
+            let feed = ahead.feed();
+            let fetched = fetch(&|course, result| feed.finished(course, result));
+            let staged = ahead.finish();
+            (fetched, staged, packing.join())
+        });
+        let superseded = match packed {
+            Ok(Ok(superseded)) => superseded,
+            Ok(Err(error)) => {
+                log::warn!("{error}; a later run packs it");
+                None
+            }
+            Err(_) => {
+                log::warn!("packing the audit repository failed; a later run packs it");
+                None
+            }
+        };
+        (fetched, staged, superseded)
+    }
+
+    /// Removes what this run's packing superseded, once the commit is made.
+    fn remove_superseded(&self, superseded: Option<Superseded>) {
+        let (Some(superseded), Some(lock)) = (superseded, &self.lock) else {
             return;
         };
-        if let Err(error) = repo.pack_if_needed(threshold, lock) {
+        if let Err(error) = superseded.remove(lock) {
             log::warn!("{error}; a later run packs it");
         }
     }
@@ -663,6 +713,7 @@ impl Storage {
         plan: &mut plan::Plan,
         head: &Tree,
         reconcile: &tree::Reconcile,
+        mut staged_ahead: StagedAhead<'_>,
         settings: &StorageSettings,
         run_id: &str,
     ) -> Result<Applied, Abort> {
@@ -673,13 +724,23 @@ impl Storage {
         let course_of = |name: &str| {
             List::parse_file_name(name).map_or_else(|| name.to_string(), |(key, _)| key.into())
         };
-        let writes: Vec<(&str, &[u8])> = reconcile
-            .writes
+        // A file staged ahead with the content to publish is kept; the others (a guarded
+        // course's, say) are removed when `staged_ahead` is dropped.
+        let (mut ready, mut writes) = (Vec::new(), Vec::new());
+        for name in &reconcile.writes {
+            let content = &plan.tree[name];
+            match staged_ahead.remove(name) {
+                Some((file, staged)) if staged == *content => ready.push((name.as_str(), Ok(file))),
+                _ => writes.push((name.as_str(), &**content)),
+            }
+        }
+        drop(staged_ahead);
+        let newly_staged = writes
             .iter()
-            .map(|name| (name.as_str(), &*plan.tree[name]))
-            .collect();
+            .map(|(name, _)| *name)
+            .zip(self.store.stage_all(&writes));
         let mut staged = Vec::new();
-        for ((name, _), result) in writes.iter().zip(self.store.stage_all(&writes)) {
+        for (name, result) in ready.into_iter().chain(newly_staged) {
             match result.and_then(|file| self.store.replaceable(name).map(|()| file)) {
                 Ok(file) => staged.push(file),
                 Err(error) => {

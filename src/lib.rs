@@ -8,6 +8,7 @@
 //! in leaves that depend on nothing else of the crate but each other: [`course`],
 //! [`roster`], [`tree`], [`guard`], [`exit`].
 
+pub mod ahead;
 pub mod audit;
 pub mod canvas;
 pub mod cli;

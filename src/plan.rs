@@ -247,7 +247,7 @@ pub fn plan(
                 let Ok(rosters) = outcome else {
                     unreachable!("only fetched courses change files")
                 };
-                for (list, roster) in lists(rosters) {
+                for (list, roster) in rosters.lists() {
                     tree.insert(list.file_name(&course.key), roster.render());
                 }
             }
@@ -349,13 +349,6 @@ fn sizes(before: &BTreeMap<List, Roster>) -> [usize; 2] {
     List::BOTH.map(|list| before.get(&list).map_or(0, Roster::len))
 }
 
-fn lists(rosters: &Rosters) -> [(List, &Roster); 2] {
-    [
-        (List::Students, &rosters.students),
-        (List::Instructors, &rosters.instructors),
-    ]
-}
-
 /// The decision on one configured course whose previous lists are `before`.
 fn plan_course(
     course: &Course,
@@ -385,7 +378,7 @@ fn plan_course(
     planned.no_email = rosters.no_email;
     let mut trips = Vec::new();
     let mut changed = false;
-    for (list, roster) in lists(rosters) {
+    for (list, roster) in rosters.lists() {
         let old = before.get(&list);
         let change = old.map_or(
             Change {

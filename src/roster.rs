@@ -293,6 +293,16 @@ pub struct Rosters {
     pub no_email: usize,
 }
 
+impl Rosters {
+    /// Each list with its roster.
+    pub fn lists(&self) -> [(List, &Roster); 2] {
+        [
+            (List::Students, &self.students),
+            (List::Instructors, &self.instructors),
+        ]
+    }
+}
+
 /// Where a person stands in a course, as far as the student list is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {

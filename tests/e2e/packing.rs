@@ -1,6 +1,7 @@
-//! Packing the audit repository: once loose objects pass `--pack-loose-objects`, a sync
-//! packs everything `main` reaches into one pack, removes the older packs and the loose
-//! copies, and stays `git fsck` clean, also when it is killed at any instant.
+//! Packing the audit repository: a sync that starts with more loose objects than
+//! `--pack-loose-objects` packs everything `main` reaches into one pack (while it
+//! fetches), removes the older packs and the loose copies, and stays `git fsck` clean,
+//! also when it is killed at any instant. Its own new objects stay loose for a later run.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,6 +37,29 @@ fn loose_ids(sandbox: &Sandbox) -> Vec<String> {
         }
     }
     ids
+}
+
+/// The loose objects of the audit repository that `main` reaches but its last commit did
+/// not bring: what packing should have packed.
+fn loose_older_than_main(sandbox: &Sandbox) -> Vec<String> {
+    let objects = |args: &[&str]| -> std::collections::BTreeSet<String> {
+        let mut command = vec!["rev-list", "--objects"];
+        command.extend_from_slice(args);
+        sandbox
+            .git(&command)
+            .lines()
+            .map(|line| line[..40].to_string())
+            .collect()
+    };
+    let reachable = objects(&["main"]);
+    let brought = match sandbox.commit_count() {
+        1 => reachable.clone(),
+        _ => objects(&["main", "--not", "main^"]),
+    };
+    loose_ids(sandbox)
+        .into_iter()
+        .filter(|id| reachable.contains(id) && !brought.contains(id))
+        .collect()
 }
 
 fn fsck(sandbox: &Sandbox) {
@@ -92,22 +116,24 @@ fn past_the_threshold_a_sync_packs_everything_and_keeps_one_pack() {
     let packed = sync(&sandbox, &(loose - 1).to_string());
     assert_exit(&packed, 0);
     assert!(packed.stderr.contains("packed"), "{}", packed.stderr);
-    assert_eq!(
-        objects(&sandbox),
-        (0, 1),
-        "every loose object went into one pack"
+    let (after, packs) = objects(&sandbox);
+    assert!(
+        packs == 1 && after < loose && loose_older_than_main(&sandbox).is_empty(),
+        "every object loose at the start went into one pack: {after} loose, {packs} packs"
     );
     fsck(&sandbox);
     assert_eq!(sandbox.commit_count(), 3);
 
-    // A second packing replaces the first pack rather than adding to it. (These two runs
-    // bring back trees the pack holds: each adds only its commit.)
+    // Under the threshold nothing is packed; past it, the new pack replaces the first
+    // rather than adding to it.
     toggle_course(&sandbox, 3);
     assert_exit(&sync(&sandbox, "0"), 0);
-    assert_eq!(objects(&sandbox), (1, 1));
+    assert_eq!(objects(&sandbox).1, 1);
+    assert!(!loose_older_than_main(&sandbox).is_empty());
     toggle_course(&sandbox, 4);
     assert_exit(&sync(&sandbox, "1"), 0);
-    assert_eq!(objects(&sandbox), (0, 1));
+    assert_eq!(objects(&sandbox).1, 1);
+    assert_eq!(loose_older_than_main(&sandbox), Vec::<String>::new());
     fsck(&sandbox);
     let later = sandbox.git(&["log", "-p", "main"]);
     assert!(later.ends_with(&history), "the older history is all there");
@@ -159,19 +185,12 @@ fn a_packing_killed_at_any_instant_leaves_the_repository_whole() {
     );
     assert_exit(&verify, 0);
     // Killed runs may leave objects nothing refers to; packing keeps them loose (they are
-    // never history). Of what main reaches, at most the last run's commit is still loose.
-    let reachable: std::collections::BTreeSet<String> = sandbox
-        .git(&["rev-list", "--objects", "main"])
-        .lines()
-        .map(|line| line[..40].to_string())
-        .collect();
-    let loose_reachable = loose_ids(&sandbox)
-        .into_iter()
-        .filter(|id| reachable.contains(id))
-        .count();
+    // never history). Of what main reaches, only the last run's own objects are loose.
     let (_, packs) = objects(&sandbox);
+    let unpacked = loose_older_than_main(&sandbox);
     assert!(
-        loose_reachable <= 1 && packs == 1,
-        "packed, in one pack: {loose_reachable} loose objects of main, {packs} packs"
+        unpacked.is_empty() && packs == 1,
+        "packed, in one pack: {} older loose objects of main, {packs} packs",
+        unpacked.len()
     );
 }
