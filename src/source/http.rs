@@ -121,7 +121,7 @@ pub fn agent(timeout: Duration) -> Agent {
     Agent::with_parts(
         config,
         DefaultConnector::default(),
-        RememberingResolver::default(),
+        RememberingResolver::<DefaultResolver>::default(),
     )
 }
 
@@ -133,11 +133,12 @@ const RESOLVED_FOR: Duration = Duration::from_secs(60);
 /// thread, so every request of a run cost a thread (and a `getaddrinfo` for a name): on
 /// a two-core node that was about a tenth of the time a fetch waits for the gateway.
 #[derive(Debug, Default)]
-struct RememberingResolver {
+struct RememberingResolver<R = DefaultResolver> {
+    names: R,
     resolved: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
 }
 
-impl Resolver for RememberingResolver {
+impl<R: Resolver> Resolver for RememberingResolver<R> {
     fn resolve(
         &self,
         uri: &Uri,
@@ -156,14 +157,14 @@ impl Resolver for RememberingResolver {
             return Ok(addresses.clone());
         }
         // Looked up without the lock held: a slow name server delays only this request.
-        let addresses = DefaultResolver::default().resolve(uri, config, timeout)?;
+        let addresses = self.names.resolve(uri, config, timeout)?;
         self.remembered()
             .insert(host, (Instant::now(), addresses.clone()));
         Ok(addresses)
     }
 }
 
-impl RememberingResolver {
+impl<R> RememberingResolver<R> {
     fn remembered(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ResolvedSocketAddrs)>> {
@@ -337,6 +338,49 @@ mod tests {
     use super::test_server::serve_once;
     use super::*;
     use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Resolves every host to one address and counts the lookups.
+    #[derive(Debug, Default)]
+    struct CountingResolver(AtomicUsize);
+
+    impl Resolver for CountingResolver {
+        fn resolve(
+            &self,
+            _: &Uri,
+            _: &Config,
+            _: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut addresses = self.empty();
+            addresses.push("127.0.0.1:9".parse().unwrap());
+            Ok(addresses)
+        }
+    }
+
+    #[test]
+    fn a_host_is_looked_up_once_however_many_requests_go_to_it() {
+        let resolver = RememberingResolver::<CountingResolver>::default();
+        let config = Agent::config_builder().build();
+        let resolve = |url: &str| {
+            let uri: Uri = url.parse().unwrap();
+            resolver
+                .resolve(&uri, &config, NextTimeout::default())
+                .unwrap()
+        };
+        for page in 1..=3 {
+            let addresses = resolve(&format!("https://gateway.example.edu/sis/v3?page={page}"));
+            assert_eq!(&addresses[..], ["127.0.0.1:9".parse().unwrap()]);
+        }
+        assert_eq!(resolver.names.0.load(Ordering::SeqCst), 1);
+        resolve("https://gateway.example.edu:8443/sis");
+        resolve("http://gateway.example.edu/sis");
+        assert_eq!(
+            resolver.names.0.load(Ordering::SeqCst),
+            3,
+            "another port or scheme is another lookup"
+        );
+    }
 
     const KEY: &str = "unit-test-hr-key-5f1c";
 
