@@ -2,8 +2,9 @@
 //! apply → report.
 //!
 //! Order of effects, chosen for crash safety: the lock first (a second run changes
-//! nothing); then every new file staged under a temporary name and pruned files
-//! removed; then the audit commit; then the staged files renamed into place. A run
+//! nothing); then every new file staged under a temporary name (from the fetch on: see
+//! [`crate::ahead`]) and pruned files removed; then the audit commit; then the staged
+//! files renamed into place. A run
 //! killed before the commit leaves the old files (a pruned file it already removed is
 //! restored from HEAD as drift, or pruned again); a run killed after it leaves files
 //! that differ from HEAD, which the next run restores as drift. Every file is replaced
