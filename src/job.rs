@@ -4,13 +4,13 @@
 //! Order of effects, chosen for crash safety: the lock first (a second run changes
 //! nothing); then every new file staged under a temporary name (from the fetch on: see
 //! [`crate::ahead`]) and pruned files removed; then the audit commit; then the staged
-//! files renamed into place. A run
-//! killed before the commit leaves the old files (a pruned file it already removed is
-//! restored from HEAD as drift, or pruned again); a run killed after it leaves files
-//! that differ from HEAD, which the next run restores as drift. Every file is replaced
-//! by rename, so each roster file is always either old or new. A course whose file
-//! cannot be staged, replaced or removed fails alone before the commit and keeps its
-//! HEAD files in it, so the commit records only what the hub gets.
+//! files renamed into place. A run killed before the commit leaves the old files (a
+//! pruned file it already removed is restored from HEAD as drift, or pruned again); a
+//! run killed after it leaves files that differ from HEAD, which the next run restores
+//! as drift. Every file is replaced by rename, so each roster file is always either old
+//! or new. A course whose file cannot be staged, replaced or removed fails alone before
+//! the commit and keeps its HEAD files in it, so the commit records only what the hub
+//! gets.
 //!
 //! [`run`] is the wiring (values file, credentials, transport); [`run_with`] is the job
 //! itself, with its transport as a parameter, so tests run it in process.

@@ -792,11 +792,25 @@ fn serve(shared: &Shared, request: tiny_http::Request) {
         .collect();
     let method = request.method().as_str().to_string();
     let answer = if path == STATS_PATH {
-        let requests = shared.log.lock().unwrap().len();
+        let log = shared.log.lock().unwrap();
+        // The same path and query asked again: a retry, or work the client did twice.
+        let mut seen = std::collections::HashSet::new();
+        let repeated: Vec<String> = log
+            .iter()
+            .filter(|logged| !seen.insert((&logged.path, &logged.query)))
+            .map(|logged| {
+                format!(
+                    "{} {} (status {})",
+                    logged.path,
+                    query_text(&logged.query),
+                    logged.status
+                )
+            })
+            .collect();
         let violations = shared.violations.lock().unwrap().clone();
         Answer::json(
             200,
-            &json!({"requests": requests, "violations": violations}),
+            &json!({"requests": log.len(), "repeated": repeated, "violations": violations}),
         )
     } else {
         // Logged on arrival, so a request whose answer is delayed is seen at once.
@@ -1167,6 +1181,14 @@ fn enrollment_json(section_id: u64, enrollment: &Enrollment) -> Value {
         },
         "enrollmentStatus": {"status": {"code": enrollment.status}},
     })
+}
+
+fn query_text(query: &[(String, String)]) -> String {
+    query
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn percent_decode(text: &str) -> String {

@@ -138,6 +138,10 @@ fn check(flags: &Flags) -> Result<ExitCode, String> {
     let stats = fetch_stats(path(flags, "stats-url")?)?;
     let served = stats["requests"].as_u64().unwrap_or(0);
     let violations = stats["violations"].as_array().map_or(0, Vec::len);
+    let repeated: Vec<&str> = stats["repeated"]
+        .as_array()
+        .map(|repeated| repeated.iter().filter_map(|r| r.as_str()).collect())
+        .unwrap_or_default();
 
     let latency = number(flags, "latency-ms", 20)? as f64 / 1000.0;
     let concurrency = number(flags, "concurrency", 8)?.max(1) as f64;
@@ -160,6 +164,10 @@ fn check(flags: &Flags) -> Result<ExitCode, String> {
         report["requests"]["total"], report["requests"]["retried"]
     );
     println!("requests (emulator):    {served} ({violations} contract violations)");
+    println!("requests asked again:   {}", repeated.len());
+    for request in repeated.iter().take(5) {
+        println!("asked again:            {request}");
+    }
     println!("request lower bound:    {minimum}");
     println!("longest chain:          {chain} requests");
     println!("wall time:              {wall:.2} s");
