@@ -176,16 +176,7 @@ fn check(flags: &Flags) -> Result<ExitCode, String> {
         latency * 1000.0,
         latency * 1000.0
     );
-    println!("wall / ideal:           {:.2}", wall / ideal);
-    for name in mismatched.iter().take(5) {
-        println!("mismatch:               {name}");
-    }
-    let ok = mismatched.is_empty() && violations == 0 && report["exit_code"] == 0;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(verdict(wall / ideal, &mismatched, violations, &report))
 }
 
 /// The longest chain of requests that must follow one another: the Classes call, then the
@@ -327,14 +318,23 @@ fn canvas_bench(flags: &Flags) -> Result<ExitCode, String> {
     println!(
         "ideal time:             {ideal:.2} s = max({served} x {latency_ms} ms / {concurrency}, {chain} x {latency_ms} ms)"
     );
-    println!("wall / ideal:           {:.2}", wall / ideal);
+    Ok(verdict(wall / ideal, &mismatched, violations, &report))
+}
+
+/// The last lines of a check, and its status: success when every roster matched, the
+/// emulator saw no contract violation and the job exited 0.
+fn verdict(
+    ratio: f64,
+    mismatched: &[String],
+    violations: usize,
+    report: &serde_json::Value,
+) -> ExitCode {
+    println!("wall / ideal:           {ratio:.2}");
     for name in mismatched.iter().take(5) {
         println!("mismatch:               {name}");
     }
-    let ok = mismatched.is_empty() && violations == 0 && report["exit_code"] == 0;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    match mismatched.is_empty() && violations == 0 && report["exit_code"] == 0 {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    }
 }
