@@ -45,7 +45,7 @@ RUN mkdir -p src bench/emulator/src && echo 'fn main() {}' > src/main.rs \
 
 COPY src ./src
 # --locked: build exactly the reviewed Cargo.lock and fail if it is out of date.
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p roster-sync \
  && install -D -m 0755 target/x86_64-unknown-linux-musl/release/roster-sync /out/roster-sync
 
 # ---- runtime -------------------------------------------------------------------------

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Listening, SplitMix, percent_decode};
+use super::http::{Incoming, Listening, Outgoing};
+use super::{SplitMix, percent_decode, query_pairs};
 
 /// The token the emulator accepts by default.
 pub const TOKEN: &str = "test-canvas-token-Q9";
@@ -219,7 +220,6 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub latency: Duration,
-    pub workers: usize,
     /// The token accepted; anything else is 401.
     pub token: String,
     /// `X-Rate-Limit-Remaining` of the first request, and the cost of each.
@@ -231,7 +231,6 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             latency: Duration::ZERO,
-            workers: 8,
             token: TOKEN.to_string(),
             quota: 700.0,
             cost: 1.5,
@@ -294,9 +293,8 @@ impl CanvasServer {
             options,
         });
         let serving = shared.clone();
-        let listening = Listening::start(address, shared.options.workers, move |request, port| {
-            serve(&serving, request, port)
-        });
+        let listening =
+            Listening::start(address, move |request, port| serve(&serving, request, port));
         CanvasServer {
             base_url: format!("http://127.0.0.1:{}", listening.port),
             shared,
@@ -370,27 +368,12 @@ impl Answer {
     }
 }
 
-fn serve(shared: &Shared, request: tiny_http::Request, port: u16) {
-    let at = Instant::now();
-    let url = request.url().to_string();
-    let (path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
-    let query: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name), percent_decode(value))
-        })
-        .collect();
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
-    };
-    let authorization = header("authorization");
-    let accept = header("accept");
+fn serve(shared: &Shared, request: &Incoming, port: u16) -> Outgoing {
+    let at = request.arrived;
+    let (path, raw_query) = request.url.split_once('?').unwrap_or((&request.url, ""));
+    let query = query_pairs(raw_query);
+    let authorization = request.header("authorization").map(str::to_string);
+    let accept = request.header("accept").map(str::to_string);
     let path = percent_decode(path);
     let answer = answer(
         shared,
@@ -408,20 +391,21 @@ fn serve(shared: &Shared, request: tiny_http::Request, port: u16) {
         status: answer.status,
     });
     std::thread::sleep(shared.options.latency.saturating_sub(at.elapsed()));
-    let mut response = tiny_http::Response::from_string(answer.body)
-        .with_status_code(answer.status)
-        .with_header(
-            tiny_http::Header::from_bytes(
-                &b"Content-Type"[..],
-                &b"application/json; charset=utf-8"[..],
-            )
-            .unwrap(),
-        );
-    for (name, value) in answer.headers {
-        response = response
-            .with_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap());
+    let mut headers = vec![(
+        "Content-Type".to_string(),
+        "application/json; charset=utf-8".to_string(),
+    )];
+    headers.extend(
+        answer
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value)),
+    );
+    Outgoing {
+        status: answer.status,
+        headers,
+        body: answer.body.into_bytes(),
     }
-    let _ = request.respond(response);
 }
 
 fn answer(

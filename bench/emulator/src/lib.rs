@@ -15,14 +15,17 @@
 //! as a dev-dependency and the benchmark's `sis-emulator` binary (`src/main.rs`) serves it.
 
 pub mod canvas;
+mod http;
+mod shapes;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use http::{Incoming, Listening, Outgoing};
 
 /// Page size of the Enrollments API, as the client must request it.
 pub const PAGE_SIZE: usize = 100;
@@ -505,8 +508,6 @@ pub struct Options {
     pub empty_page: EmptyPage,
     /// Answer without the `apiResponse` wrapper and with the v2 enrollments nesting.
     pub legacy_shapes: bool,
-    /// Threads answering requests (they also sleep the latency).
-    pub workers: usize,
 }
 
 impl Default for Options {
@@ -515,7 +516,6 @@ impl Default for Options {
             latency: Duration::ZERO,
             empty_page: EmptyPage::NotFound,
             legacy_shapes: false,
-            workers: 16,
         }
     }
 }
@@ -576,63 +576,11 @@ struct Shared {
     violations: Mutex<Vec<String>>,
 }
 
-/// Worker threads answering one loopback listener until dropped; the SIS and the Canvas
-/// emulators both serve through it.
-pub(crate) struct Listening {
-    pub(crate) port: u16,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl Listening {
-    /// Listens on `address` (`127.0.0.1:0` picks a free port) with `workers` threads, each
-    /// handing every request to `serve` with the port.
-    pub(crate) fn start(
-        address: &str,
-        workers: usize,
-        serve: impl Fn(tiny_http::Request, u16) + Send + Sync + 'static,
-    ) -> Listening {
-        let server = Arc::new(
-            tiny_http::Server::from_listener(listener(address), None).expect("start the emulator"),
-        );
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let serve = Arc::new(serve);
-        let workers = (0..workers.max(1))
-            .map(|_| {
-                let (server, serve, stop) = (server.clone(), serve.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    // Polling keeps shutdown simple: tiny_http's `unblock` wakes one thread.
-                    while !stop.load(Ordering::SeqCst) {
-                        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) {
-                            serve(request, port);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Listening {
-            port,
-            stop,
-            workers,
-        }
-    }
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
-}
-
 /// The emulator: serves a campus on `127.0.0.1:<free port>` until dropped.
 pub struct SisServer {
     base_url: String,
     shared: Arc<Shared>,
-    _listening: Listening,
+    listening: Listening,
 }
 
 impl SisServer {
@@ -651,18 +599,21 @@ impl SisServer {
             options,
         });
         let serving = shared.clone();
-        let listening = Listening::start(address, shared.options.workers, move |request, _| {
-            serve(&serving, request)
-        });
+        let listening = Listening::start(address, move |request, _| serve(&serving, request));
         SisServer {
             base_url: format!("http://127.0.0.1:{}", listening.port),
             shared,
-            _listening: listening,
+            listening,
         }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The connections clients have opened so far.
+    pub fn connections(&self) -> usize {
+        self.listening.accepted()
     }
 
     /// Changes the campus for the following requests.
@@ -714,37 +665,6 @@ impl SisServer {
     }
 }
 
-/// A loopback listener whose connections have Nagle's algorithm off. tiny_http writes an
-/// answer through a 1 KiB buffer; with Nagle on, the tail of every answer waits for the
-/// client's delayed ACK, which adds about 40 ms per request and would dominate the
-/// benchmark. Linux copies TCP_NODELAY from the listener to the accepted sockets.
-fn listener(address: &str) -> std::net::TcpListener {
-    let listener = std::net::TcpListener::bind(address).expect("bind the emulator");
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: the descriptor is an open socket owned by `listener`, and the option
-        // value points to a live c_int of the length given.
-        let result = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            result,
-            0,
-            "TCP_NODELAY: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    listener
-}
-
 struct Answer {
     status: u16,
     body: Vec<u8>,
@@ -760,6 +680,25 @@ impl Answer {
         }
     }
 
+    /// A 200 with `body` as its JSON.
+    fn serialized(body: &impl serde::Serialize) -> Answer {
+        Answer {
+            status: 200,
+            body: serde_json::to_vec(body).expect("an answer serializes"),
+            retry_after: None,
+        }
+    }
+
+    /// A 200 with an SIS `response`, in the `apiResponse` envelope or, in the legacy shapes,
+    /// as `{"response": ...}`.
+    fn sis<T: serde::Serialize>(options: &Options, response: T) -> Answer {
+        if options.legacy_shapes {
+            Answer::serialized(&shapes::Bare { response })
+        } else {
+            Answer::serialized(&shapes::Wrapped::new(response))
+        }
+    }
+
     fn error(status: u16, description: &str) -> Answer {
         Answer::json(
             status,
@@ -768,29 +707,12 @@ impl Answer {
     }
 }
 
-fn serve(shared: &Shared, request: tiny_http::Request) {
-    let at = Instant::now();
-    let url = request.url().to_string();
-    let (path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
-    let query: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name), percent_decode(value))
-        })
-        .collect();
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    let method = request.method().as_str().to_string();
+fn serve(shared: &Shared, request: &Incoming) -> Outgoing {
+    let at = request.arrived;
+    let (path, raw_query) = request.url.split_once('?').unwrap_or((&request.url, ""));
+    let query = query_pairs(raw_query);
+    let headers = request.headers.clone();
+    let method = request.method.clone();
     let answer = if path == STATS_PATH {
         let log = shared.log.lock().unwrap();
         // The same path and query asked again: a retry, or work the client did twice.
@@ -837,19 +759,15 @@ fn serve(shared: &Shared, request: tiny_http::Request) {
         std::thread::sleep(shared.options.latency.saturating_sub(at.elapsed()));
         answer
     };
-    let mut response = tiny_http::Response::from_data(answer.body)
-        .with_status_code(answer.status)
-        .with_header(
-            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap(),
-        );
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     if let Some(seconds) = answer.retry_after {
-        response = response.with_header(
-            tiny_http::Header::from_bytes(&b"Retry-After"[..], seconds.to_string().as_bytes())
-                .unwrap(),
-        );
+        headers.push(("Retry-After".to_string(), seconds.to_string()));
     }
-    // The client may have given up (a timeout test); nothing to do about it then.
-    let _ = request.respond(response);
+    Outgoing {
+        status: answer.status,
+        headers,
+        body: answer.body,
+    }
 }
 
 fn answer(
@@ -998,25 +916,16 @@ fn route(campus: &Campus, api: Api, path: &str, query: &[(String, String)]) -> O
             Route {
                 query: pairs(&[("term-id", &term), ("include-secondary", "true")]),
                 answer: Box::new(move |campus, options, _| {
-                    let course = campus.courses.iter().find(|c| {
-                        c.class_number == class_number && c.term_id().to_string() == term
-                    });
+                    // A term id in another spelling was refused with the query above.
+                    let term_id = term.parse::<u32>().ok();
+                    let course = campus
+                        .courses
+                        .iter()
+                        .find(|c| c.class_number == class_number && Some(c.term_id()) == term_id);
                     let Some(course) = course else {
                         return Answer::error(404, "Class section not found");
                     };
-                    let sections: Vec<Value> = course
-                        .sections
-                        .iter()
-                        .enumerate()
-                        .map(|(i, section)| section_json(course, i, section))
-                        .collect();
-                    let body = json!({"classSections": sections});
-                    let body = if options.legacy_shapes {
-                        json!({"response": body})
-                    } else {
-                        wrap(body)
-                    };
-                    Answer::json(200, &body)
+                    Answer::sis(options, shapes::ClassSections::of(course, &term))
                 }),
             }
         }
@@ -1040,24 +949,20 @@ fn route(campus: &Campus, api: Api, path: &str, query: &[(String, String)]) -> O
                     let Some(section) = find_section(campus, &term, &id) else {
                         return Answer::error(404, "Not Found");
                     };
-                    let items: Vec<Value> = section
-                        .enrollments
-                        .iter()
-                        .skip((page - 1) * PAGE_SIZE)
-                        .take(PAGE_SIZE)
-                        .map(|e| enrollment_json(section.id, e))
-                        .collect();
-                    if items.is_empty() && options.empty_page == EmptyPage::NotFound {
+                    let page = shapes::Enrollments::page(section, page, PAGE_SIZE);
+                    if page.is_empty() && options.empty_page == EmptyPage::NotFound {
                         return Answer::error(404, "No enrollments found");
                     }
-                    let body = if options.legacy_shapes {
-                        json!({"response": {"classSectionEnrollments": items}})
+                    if options.legacy_shapes {
+                        Answer::sis(options, page)
                     } else {
-                        wrap(
-                            json!({"enrollmentsByClassSection": {"classSectionEnrollments": items}}),
+                        Answer::sis(
+                            options,
+                            shapes::ByClassSection {
+                                enrollments_by_class_section: page,
+                            },
                         )
-                    };
-                    Answer::json(200, &body)
+                    }
                 }),
             }
         }
@@ -1070,16 +975,7 @@ fn route(campus: &Campus, api: Api, path: &str, query: &[(String, String)]) -> O
                     let Some(emails) = emails else {
                         return Answer::error(404, "Student not found");
                     };
-                    let record = json!({
-                        "identifiers": [{"type": "campus-uid", "id": uid, "disclose": false}],
-                        "emails": emails.iter().map(email_json).collect::<Vec<_>>(),
-                    });
-                    let body = if options.legacy_shapes {
-                        json!({"response": record})
-                    } else {
-                        wrap(record)
-                    };
-                    Answer::json(200, &body)
+                    Answer::sis(options, shapes::Person::student(&uid, emails))
                 }),
             }
         }
@@ -1091,13 +987,9 @@ fn route(campus: &Campus, api: Api, path: &str, query: &[(String, String)]) -> O
                     match campus.people.get(&uid).map(|p| &p.hr) {
                         None | Some(HrRecord::NotFound) => Answer::error(404, "Not Found"),
                         Some(HrRecord::EmptyArray) => Answer::json(200, &json!({"response": []})),
-                        Some(HrRecord::Emails(emails)) => Answer::json(
-                            200,
-                            &json!({"response": [{
-                                "identifiers": [{"type": "campus-uid", "id": uid}],
-                                "emails": emails.iter().map(email_json).collect::<Vec<_>>(),
-                            }]}),
-                        ),
+                        Some(HrRecord::Emails(emails)) => Answer::serialized(&shapes::Bare {
+                            response: [shapes::Person::employee(&uid, emails)],
+                        }),
                     }
                 }),
             }
@@ -1121,66 +1013,15 @@ fn find_section<'a>(campus: &'a Campus, term: &str, id: &str) -> Option<&'a Sect
         .find(|section| section.id == id)
 }
 
-/// The `apiResponse` envelope of the SIS APIs (HR has none).
-fn wrap(response: Value) -> Value {
-    json!({"apiResponse": {
-        "httpStatus": {"code": "200", "description": "OK"},
-        "response": response,
-    }})
-}
-
-fn email_json(email: &Email) -> Value {
-    json!({
-        "type": {"code": email.code},
-        "emailAddress": email.address,
-        "primary": false,
-        "disclose": email.disclose,
-    })
-}
-
-fn section_json(course: &Course, index: usize, section: &Section) -> Value {
-    let meetings: Vec<Value> = section
-        .meetings
-        .iter()
-        .enumerate()
-        .map(|(m, staff)| {
-            let assigned: Vec<Value> = staff
-                .iter()
-                .enumerate()
-                .map(|(a, assignment)| {
-                    json!({
-                        "assignmentNumber": a + 1,
-                        "instructor": {"identifiers": [
-                            // Another identifier type first: only campus-uid may be used.
-                            {"type": "hr-employee-id", "id": format!("1{}", assignment.uid), "disclose": true},
-                            {"type": "campus-uid", "id": assignment.uid, "disclose": assignment.disclose},
-                        ]},
-                        "role": {"code": assignment.role},
-                    })
-                })
-                .collect();
-            json!({"number": m + 1, "assignedInstructors": assigned})
+/// The name-value pairs of a query string, decoded, in the order sent.
+fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
         })
-        .collect();
-    json!({
-        "id": section.id,
-        "number": if index == 0 { "001".to_string() } else { format!("{}", 100 + index) },
-        "component": {"code": if index == 0 { "LEC" } else { "DIS" }},
-        "association": {"primary": index == 0},
-        "class": {"session": {"term": {"id": course.term_id().to_string()}}},
-        "meetings": meetings,
-    })
-}
-
-fn enrollment_json(section_id: u64, enrollment: &Enrollment) -> Value {
-    json!({
-        "classSection": {"id": section_id},
-        "student": {
-            "identifiers": [{"type": "campus-uid", "id": enrollment.uid, "disclose": true}],
-            "emails": enrollment.emails.iter().map(email_json).collect::<Vec<_>>(),
-        },
-        "enrollmentStatus": {"status": {"code": enrollment.status}},
-    })
+        .collect()
 }
 
 fn query_text(query: &[(String, String)]) -> String {

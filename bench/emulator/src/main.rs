@@ -16,7 +16,7 @@ use std::time::Duration;
 use sis_emulator::{Campus, Options, PAGE_SIZE, STATS_PATH, SisServer, Synthetic};
 
 const USAGE: &str = "usage:
-  sis-emulator serve --values FILE --info FILE [CAMPUS] [--latency-ms MS] [--workers N]
+  sis-emulator serve --values FILE --info FILE [CAMPUS] [--latency-ms MS]
   sis-emulator check --output-dir DIR --report FILE --stats-url URL --wall SECONDS
                      --latency-ms MS --concurrency N [CAMPUS]
   sis-emulator canvas-bench --binary PATH --work DIR [--courses 200] [--students 150]
@@ -97,7 +97,6 @@ fn serve(flags: &Flags) -> Result<ExitCode, String> {
     std::fs::write(values, campus.values_yaml()).map_err(|e| format!("{values}: {e}"))?;
     let options = Options {
         latency: Duration::from_millis(number(flags, "latency-ms", 20)?),
-        workers: number(flags, "workers", 32)? as usize,
         ..Options::default()
     };
     let server = SisServer::start(campus, options);
@@ -236,7 +235,6 @@ fn canvas_bench(flags: &Flags) -> Result<ExitCode, String> {
         campus.clone(),
         canvas::Options {
             latency: Duration::from_millis(latency_ms),
-            workers: 32,
             ..canvas::Options::default()
         },
     );
