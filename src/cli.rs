@@ -12,6 +12,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::exit::Exit;
+use crate::source::http::MAX_CONCURRENCY;
 
 /// The variable of `--approve`: its comma-separated keys are added to the flags' (clap's
 /// own variable would replace them).
@@ -205,7 +206,7 @@ pub struct JobOptions {
 
     /// Most requests in flight at once (1-64).
     #[arg(long, env = "ROSTER_SYNC_CONCURRENCY", value_name = "N",
-          default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+          default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CONCURRENCY)))]
     pub concurrency: u16,
 
     /// Count waitlisted students (status W) as students too.

@@ -117,6 +117,11 @@ pub fn agent(timeout: Duration) -> Agent {
         .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout.min(MAX_CONNECT_TIMEOUT)))
         .user_agent(concat!("roster-sync/", env!("CARGO_PKG_VERSION")))
+        // ureq keeps three idle connections per host by default: with more requests in
+        // flight, a finished request beyond the third closed its connection and a later one
+        // opened a new one (a TLS handshake, against the gateway).
+        .max_idle_connections_per_host(MAX_CONCURRENCY.into())
+        .max_idle_connections(MAX_CONCURRENCY.into())
         .build();
     Agent::with_parts(
         config,
@@ -124,6 +129,9 @@ pub fn agent(timeout: Duration) -> Agent {
         RememberingResolver::<DefaultResolver>::default(),
     )
 }
+
+/// The most requests a run may have in flight at once (`--concurrency`).
+pub const MAX_CONCURRENCY: u16 = 64;
 
 /// How long a host's addresses are reused before they are looked up again.
 const RESOLVED_FOR: Duration = Duration::from_secs(60);

@@ -776,6 +776,37 @@ fn no_more_requests_in_flight_than_the_concurrency() {
     assert_eq!(most_at_once, 2, "requests in flight at once");
 }
 
+/// Every connection the run opens stays open for its next request: with eight requests in
+/// flight, ureq's default pool (three idle connections per host) closed the others as they
+/// finished, and the run opened dozens (against the gateway, each a TLS handshake).
+#[test]
+fn a_run_opens_no_more_connections_than_its_concurrency() {
+    let campus = Campus::synthetic(&Synthetic {
+        courses: 20,
+        mean_sections: 3,
+        mean_students: 150,
+        instructor_pool: 12,
+        seed: 5,
+    });
+    let server = SisServer::start(
+        campus.clone(),
+        Options {
+            latency: Duration::from_millis(5),
+            ..Options::default()
+        },
+    );
+    let sandbox = sandbox_for(&campus);
+    let outcome = sync(&sandbox, &server, &["--concurrency", "8"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
+    assert!(server.requests().len() > 100, "{}", server.requests().len());
+    assert!(
+        server.connections() <= 8,
+        "{} connections for {} requests",
+        server.connections(),
+        server.requests().len()
+    );
+}
+
 #[test]
 fn check_online_looks_every_course_up_and_fails_on_a_class_that_does_not_exist() {
     let campus = small_campus();
