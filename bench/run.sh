@@ -9,9 +9,8 @@
 # max(requests x latency / concurrency, longest dependent chain x latency).
 # Each kind of run is timed REPEAT times against the same emulator, and the median counts:
 # first runs into fresh directories, then second (daily, unchanged) runs over the last of
-# them. A freshly started emulator answers its first few thousand requests slower (up to
-# a third on the 2-core development machine, also in a dry run), and a shared machine's
-# disk and CPU come and go; every time is printed next to the median.
+# them. A shared machine's disk and CPU come and go; every time is printed next to the
+# median.
 # The last line, `result: key=value ...`, sums up both kinds (bench/sizes.sh collects it per
 # size): the latency bound over the minimum number of requests, and per kind the median
 # wall time, its ratio to that bound, every wall time, the most requests any run made
