@@ -711,8 +711,7 @@ fn serve(shared: &Shared, request: &Incoming) -> Outgoing {
     let at = request.arrived;
     let (path, raw_query) = request.url.split_once('?').unwrap_or((&request.url, ""));
     let query = query_pairs(raw_query);
-    let headers = request.headers.clone();
-    let method = request.method.clone();
+    let (method, headers) = (&request.method, &request.headers);
     let answer = if path == STATS_PATH {
         let log = shared.log.lock().unwrap();
         // The same path and query asked again: a retry, or work the client did twice.
@@ -746,7 +745,7 @@ fn serve(shared: &Shared, request: &Incoming) -> Outgoing {
             headers: headers.clone(),
             status: 0,
         });
-        let answer = answer(shared, &method, path, &query, &headers);
+        let answer = answer(shared, method, path, &query, headers);
         // Found by id: `clear_log` may have run meanwhile.
         let mut log = shared.log.lock().unwrap();
         if let Some(entry) = log.iter_mut().rev().find(|entry| entry.id == id) {
