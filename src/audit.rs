@@ -235,9 +235,7 @@ pub struct RunLock {
 /// `main`, or anything else that is neither a repository nor empty) is refused before
 /// the lock file is created in it.
 pub fn lock(path: &Path) -> Result<RunLock, AuditError> {
-    if fs::symlink_metadata(path).is_ok() && AuditRepo::open_existing(path)?.is_none() {
-        claimable(path)?;
-    }
+    refuse_if_foreign(path)?;
     let _umask = RepoUmask::set();
     fs::create_dir_all(path).map_err(io_error(path, "create the directory"))?;
     let lock_path = path.join(LOCK_FILE);
@@ -738,6 +736,34 @@ fn remove_if_present(path: &Path) -> Result<(), AuditError> {
     }
 }
 
+/// Refuses a directory that is neither missing, a repository of ours nor [`claimable`].
+///
+/// It runs before the lock is taken, so another run may be creating the repository
+/// meanwhile (it holds the lock, and its marker is there from before its first file to
+/// after its last): a repository that does not open yet is ours when its marker is there,
+/// and a directory refused is looked at again, since the creation may have ended between
+/// the two looks. Two runs started together on a fresh volume then end as one success and
+/// one "locked", not as a refused directory.
+fn refuse_if_foreign(path: &Path) -> Result<(), AuditError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match AuditRepo::open_existing(path) {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        Err(_) if path.join(INIT_MARKER).exists() => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    match claimable(path) {
+        Err(AuditError::NotARepository { .. })
+            if matches!(AuditRepo::open_existing(path), Ok(Some(_))) =>
+        {
+            Ok(())
+        }
+        result => result.map(drop),
+    }
+}
+
 /// Whether a directory that is not a repository may become one: `Ok(true)` when it holds
 /// the marker of a creation that was killed (so what else it holds is ours), `Ok(false)`
 /// when it holds nothing but our lock file and a volume's `lost+found`, and
@@ -748,6 +774,10 @@ fn claimable(path: &Path) -> Result<bool, AuditError> {
     }
     for entry in fs::read_dir(path).map_err(io_error(path, "list"))? {
         let name = entry.map_err(io_error(path, "list"))?.file_name();
+        // Made since the check above, by a run creating the repository now.
+        if name == INIT_MARKER {
+            return Ok(true);
+        }
         if name != LOCK_FILE && name != "lost+found" {
             return Err(AuditError::NotARepository {
                 path: path.to_path_buf(),
