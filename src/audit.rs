@@ -976,6 +976,26 @@ mod tests {
         assert!(lock(dir.path()).is_ok());
     }
 
+    /// What a second run sees while the lock holder's libgit2 is half-way through creating
+    /// the repository (here: a config not yet complete, so it does not open): a run that
+    /// must wait, not a directory that is someone else's.
+    #[test]
+    fn a_repository_half_made_by_the_lock_holder_makes_a_second_run_locked_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        fs::write(dir.path().join(INIT_MARKER), b"").unwrap();
+        for folder in ["objects", "refs/heads"] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+        }
+        fs::write(dir.path().join("HEAD"), b"ref: refs/heads/main\n").unwrap();
+        fs::write(dir.path().join("config"), b"[core\n\tbare = ").unwrap();
+        assert!(
+            AuditRepo::open_existing(dir.path()).is_err(),
+            "it does not open yet"
+        );
+        assert!(matches!(lock(dir.path()), Err(AuditError::Locked { .. })));
+    }
+
     #[test]
     fn a_creation_killed_half_way_is_completed() {
         let dir = tempfile::tempdir().unwrap();
