@@ -286,18 +286,11 @@ fn objects_and_refs_are_fsynced_before_the_run_ends() {
     let sandbox = Sandbox::new();
     let trace = sandbox.path("fsync.trace");
     let sync = sandbox.sync_fixtures();
-    let mut traced = Command::new("strace");
-    traced
+    let mut strace = Command::new("strace");
+    strace
         .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&trace)
-        .arg(sync.get_program())
-        .args(sync.get_args());
-    for (name, value) in sync.get_envs() {
-        match value {
-            Some(value) => traced.env(name, value),
-            None => traced.env_remove(name),
-        };
-    }
+        .arg(&trace);
+    let mut traced = support::under(strace, &sync);
     // The run's log stays out of a green `cargo test`.
     traced
         .stdout(std::process::Stdio::null())

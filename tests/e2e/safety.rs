@@ -1097,8 +1097,9 @@ enum KillAt {
     Delay(Duration),
     /// As soon as the run stages its first temporary roster file: before its commit.
     Staging,
-    /// As soon as the run moves the audit branch: after its commit, before (most of)
-    /// its renames.
+    /// As soon as the run moves the audit branch: after its commit, before its renames.
+    /// strace holds the thread that moved the branch for a while inside that system call,
+    /// so the kill cannot come after the renames, which take microseconds.
     Commit,
 }
 
@@ -1172,6 +1173,7 @@ fn buffer_bytes(buffer: &[u64]) -> &[u8] {
 
 /// Starts a sync and SIGKILLs it at `at`; false when it finished before.
 fn killed_sync(env: &Env, at: KillAt) -> bool {
+    let branch = env.sb.audit_repo().join("refs/heads");
     let watch = match at {
         KillAt::Delay(_) => None,
         KillAt::Staging => Some((
@@ -1179,12 +1181,15 @@ fn killed_sync(env: &Env, at: KillAt) -> bool {
             (|name: &str| name.starts_with(".roster-sync-tmp-")) as fn(&str) -> bool,
         )),
         KillAt::Commit => Some((
-            Watch::new(&env.sb.audit_repo().join("refs/heads")),
+            Watch::new(&branch),
             (|name: &str| name == "main") as fn(&str) -> bool,
         )),
     };
-    let mut child = env
-        .command("sync")
+    let mut command = match at {
+        KillAt::Commit => held_after_moving(&branch.join("main.lock"), &env.command("sync")),
+        _ => env.command("sync"),
+    };
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1209,9 +1214,34 @@ fn killed_sync(env: &Env, at: KillAt) -> bool {
     }
     // The child is not reaped before this point, so its pid cannot have been reused.
     let finished = child.try_wait().unwrap().is_some();
-    let _ = child.kill();
+    if !finished {
+        let sync = match at {
+            // The sync is strace's only child (killing strace would let it run on).
+            KillAt::Commit => {
+                let children = format!("/proc/{0}/task/{0}/children", child.id());
+                let children = fs::read_to_string(&children).expect("strace's child");
+                children.trim().parse().expect("one child")
+            }
+            _ => child.id(),
+        };
+        // SAFETY: kill(2) on a process of ours that has not been reaped.
+        unsafe { libc::kill(sync as libc::pid_t, libc::SIGKILL) };
+    }
     child.wait().unwrap();
     !finished
+}
+
+/// `sync` under strace, which holds each thread that renames or links `lock` (libgit2
+/// moving it over the branch) for half a second once the call has returned.
+fn held_after_moving(lock: &Path, sync: &Command) -> Command {
+    let calls = "link,rename,renameat,renameat2";
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
+        .arg(lock)
+        .args(["-e", &format!("trace={calls}")])
+        .args(["-e", &format!("inject={calls}:delay_exit=500ms")]);
+    support::under(strace, sync)
 }
 
 #[test]
@@ -1246,10 +1276,10 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     // and the writes happen; then kills that follow the run's own steps, which a delay
     // cannot hit reliably: the first staged file (so the kill lands between staging and
     // the commit) and the move of the audit branch (between the commit and the renames,
-    // a window of a few renames; retried until it is hit, up to the count below).
+    // held open by strace, so every one lands there).
     const DELAYS: usize = 25;
     const AT_STAGING: usize = 4;
-    const AT_COMMIT: usize = 30;
+    const AT_COMMIT: usize = 3;
     let schedule: Vec<KillAt> = (0..DELAYS)
         .map(|i| KillAt::Delay(full_run.mul_f64((i as f64 / (DELAYS - 1) as f64).sqrt())))
         .chain((0..AT_STAGING).map(|_| KillAt::Staging))
@@ -1260,9 +1290,6 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
     let (mut finished, mut before_commit, mut staged_before_commit) = (0, 0, 0);
     let (mut after_commit_before_rename, mut after_rename, mut mixed) = (0, 0, 0);
     for (i, at) in schedule.into_iter().enumerate() {
-        if matches!(at, KillAt::Commit) && after_commit_before_rename >= 3 {
-            break;
-        }
         mutate(&mut campus, i + 1);
         let next_campus = campus.clone();
         env.server.update_campus(|c| *c = next_campus);
@@ -1339,7 +1366,7 @@ fn sigkill_at_any_instant_leaves_old_or_new_files_and_the_next_run_converges() {
         "no kill landed between staging and the commit: {hits}"
     );
     assert!(
-        after_commit_before_rename >= 1,
+        after_commit_before_rename >= AT_COMMIT,
         "no kill landed between the commit and the renames: {hits}"
     );
     assert!(test_started.elapsed() < Duration::from_secs(60), "{hits}");

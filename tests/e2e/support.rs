@@ -83,19 +83,24 @@ pub fn under_shell(command: &Command, setup: &str) -> Command {
     let mut shell = Command::new("sh");
     shell
         .arg("-c")
-        .arg(format!("{setup} && exec \"$0\" \"$@\""))
-        .arg(command.get_program())
-        .args(command.get_args());
+        .arg(format!("{setup} && exec \"$0\" \"$@\""));
+    under(shell, command)
+}
+
+/// `command` run by `wrapper` (a program and its own arguments: `sh -c`, `strace`), with
+/// the same arguments, environment and directory.
+pub fn under(mut wrapper: Command, command: &Command) -> Command {
+    wrapper.arg(command.get_program()).args(command.get_args());
     for (name, value) in command.get_envs() {
         match value {
-            Some(value) => shell.env(name, value),
-            None => shell.env_remove(name),
+            Some(value) => wrapper.env(name, value),
+            None => wrapper.env_remove(name),
         };
     }
     if let Some(dir) = command.get_current_dir() {
-        shell.current_dir(dir);
+        wrapper.current_dir(dir);
     }
-    shell
+    wrapper
 }
 
 /// Regular files directly in `dir`, by name.
