@@ -190,6 +190,11 @@ impl<'a> HubClient<'a> {
 
     /// The members of one group (none when it does not exist).
     pub fn group_members(&mut self, name: &str) -> Result<BTreeSet<String>, HubError> {
+        Ok(self.group(name)?.unwrap_or_default())
+    }
+
+    /// One group's members, `None` when it does not exist.
+    pub fn group(&mut self, name: &str) -> Result<Option<BTreeSet<String>>, HubError> {
         let operation = format!("reading hub group {name}");
         let reply = self.call(&operation, Method::Get, &["groups", name], &[], None)?;
         match reply.status {
@@ -206,13 +211,13 @@ impl<'a> HubClient<'a> {
                     })?;
                 group
                     .users
-                    .map(|users| users.into_iter().collect())
+                    .map(|users| Some(users.into_iter().collect()))
                     .ok_or(HubError::MissingScope {
                         operation,
                         scope: "read:groups",
                     })
             }
-            404 => Ok(BTreeSet::new()),
+            404 => Ok(None),
             status => Err(HubError::Refused { operation, status }),
         }
     }

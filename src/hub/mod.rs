@@ -246,10 +246,31 @@ impl Sync<'_> {
             pruned,
             dry_run,
         } = *self;
-        let state = client.read_state().map_err(|error| SyncError::Stopped {
+        let stopped = |error| SyncError::Stopped {
             error,
             earlier_failures: 0,
-        })?;
+        };
+        let mut state = client.read_state().map_err(stopped)?;
+        // The listing goes by offset, so a group deleted by someone else while it is read
+        // moves the next one back past a page boundary, unseen. A group the plan would
+        // decide on by its absence is looked up by name: a pruned course's (or it would
+        // not be deleted), and in a dry run every managed one (a real run finds out when
+        // it creates the group: 409).
+        let mut decided_by_absence = plan::pruned_groups(&config.group_template, desired, pruned);
+        if dry_run {
+            let managed = plan::managed_groups(&config.group_template, desired)
+                .map_err(SyncError::Template)?;
+            decided_by_absence.extend(managed.into_iter().map(|(name, _, _)| name));
+        }
+        for name in decided_by_absence {
+            if state.groups.contains_key(&name) {
+                continue;
+            }
+            if let Some(members) = client.group(&name).map_err(stopped)? {
+                state.users.extend(members.iter().cloned());
+                state.groups.insert(name, members);
+            }
+        }
         let plan = plan::plan(
             &config.group_template,
             &config.username_domain,

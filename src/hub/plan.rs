@@ -222,6 +222,19 @@ pub fn managed_groups(
         .collect())
 }
 
+/// The group names of the `pruned` courses that `desired` does not keep, in name order.
+pub fn pruned_groups(
+    template: &GroupTemplate,
+    desired: &CourseRosters,
+    pruned: &[String],
+) -> BTreeSet<String> {
+    pruned
+        .iter()
+        .filter(|key| !desired.contains_key(*key))
+        .flat_map(|key| List::BOTH.map(|list| template.render(key, list)))
+        .collect()
+}
+
 /// Plans the sync.
 ///
 /// Drift rule, per managed group: it counts once when it holds a member that is in neither
@@ -292,21 +305,13 @@ pub fn plan(
             drift,
         });
     }
-    let mut delete = BTreeSet::new();
-    for key in pruned {
-        if desired.contains_key(key) {
-            continue;
-        }
-        for list in List::BOTH {
-            let name = template.render(key, list);
-            if hub.groups.contains_key(&name) {
-                delete.insert(name);
-            }
-        }
-    }
+    let delete = pruned_groups(template, desired, pruned)
+        .into_iter()
+        .filter(|name| hub.groups.contains_key(name))
+        .collect();
     Ok(Plan {
         groups,
-        delete: delete.into_iter().collect(),
+        delete,
         not_in_hub: not_in_hub.len(),
         outside_domain: outside_domain.len(),
     })

@@ -257,6 +257,41 @@ fn prune_deletes_exactly_the_pruned_courses_groups() {
     assert_eq!(counts(&again), [2, 0, 0, 0, 0, 0, 0, 0], "{again:?}");
 }
 
+/// The hub lists groups by offset, so a group deleted by someone else while the listing
+/// is read moves another past a page boundary, unseen. A pruned course's group that the
+/// listing skipped is still found (by name), predicted by a dry run and deleted.
+#[test]
+fn a_pruned_group_the_listing_skipped_is_still_deleted() {
+    let hub = hub();
+    hub.create_users(&["t15-a"]);
+    let config = hub.sync_config();
+    let course = rosters(&[("2031-fall-1501", &["t15-a@berkeley.edu"], &[])]);
+    assert_eq!(
+        sync(&config, &CourseRosters::new(), &course, &[], false).error,
+        None
+    );
+    let skipped = "course::2031-fall-1501::students";
+    let forwarder = Forwarder::new(&hub.api, move |_, method, url| {
+        if method == "GET" && url.starts_with("/hub/api/groups?") {
+            Action::ForwardHiding(skipped.to_string())
+        } else {
+            Action::Forward
+        }
+    });
+    let skipping = hub.config(&forwarder.api, &hub.sync_token);
+    let nothing = CourseRosters::new();
+    let pruned = ["2031-fall-1501"];
+    let dry = sync(&skipping, &course, &nothing, &pruned, true);
+    assert_eq!(dry.error, None, "{dry:?}");
+    assert_eq!(dry.deleted, 2, "{dry:?}");
+    assert_eq!(forwarder.writes(), 0);
+    let real = sync(&skipping, &course, &nothing, &pruned, false);
+    assert_eq!(real.error, None, "{real:?}");
+    assert_eq!(real.deleted, 2, "{real:?}");
+    assert_eq!(hub.members(skipped), None);
+    assert_eq!(hub.members("course::2031-fall-1501::instructors"), None);
+}
+
 #[test]
 fn a_dry_run_reads_only_and_predicts_the_real_run() {
     let hub = hub();

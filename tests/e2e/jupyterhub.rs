@@ -341,6 +341,10 @@ pub fn set(names: &[&str]) -> Option<BTreeSet<String>> {
 /// What the forwarder does with one request.
 pub enum Action {
     Forward,
+    /// Forward, and take the group of this name out of the hub's answer when it is a
+    /// listing page (a group the listing skipped, as it does when the hub's groups change
+    /// while it is read).
+    ForwardHiding(String),
     /// Answer this status (with `Retry-After: 0` when asked) without asking the hub.
     Status(u16, bool),
     /// Answer `307` to this location.
@@ -420,6 +424,19 @@ impl Drop for Forwarder {
     }
 }
 
+/// A listing page (`{"items": [...], ...}`) without the item named `name`; any other
+/// body unchanged.
+fn without_item(body: &[u8], name: &str) -> Vec<u8> {
+    let Ok(mut page) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(items) = page.get_mut("items").and_then(Value::as_array_mut) else {
+        return body.to_vec();
+    };
+    items.retain(|item| item["name"] != name);
+    page.to_string().into_bytes()
+}
+
 fn serve(mut request: tiny_http::Request, origin: &str, rule: &Rule, seen: &Mutex<Vec<Seen>>) {
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
@@ -437,6 +454,10 @@ fn serve(mut request: tiny_http::Request, origin: &str, rule: &Rule, seen: &Mute
     let _ = request.as_reader().read_to_end(&mut body);
     let index = seen.lock().unwrap().len();
     let action = rule(index, &method, &url);
+    let hidden = match &action {
+        Action::ForwardHiding(name) => Some(name.clone()),
+        _ => None,
+    };
     let (status, reply, headers): (u16, Vec<u8>, Vec<(String, String)>) = match action {
         Action::Status(status, retry_after) => {
             let headers = if retry_after {
@@ -451,7 +472,7 @@ fn serve(mut request: tiny_http::Request, origin: &str, rule: &Rule, seen: &Mute
             )
         }
         Action::Redirect(location) => (307, Vec::new(), vec![("Location".into(), location)]),
-        Action::Forward => {
+        Action::Forward | Action::ForwardHiding(_) => {
             let target = format!("{origin}{url}");
             let agent = agent();
             let with = |mut builder: ureq::RequestBuilder<ureq::typestate::WithBody>| {
@@ -483,7 +504,10 @@ fn serve(mut request: tiny_http::Request, origin: &str, rule: &Rule, seen: &Mute
             match result {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
-                    let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+                    let mut bytes = response.body_mut().read_to_vec().unwrap_or_default();
+                    if let Some(hidden) = &hidden {
+                        bytes = without_item(&bytes, hidden);
+                    }
                     (
                         status,
                         bytes,
